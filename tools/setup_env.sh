@@ -28,7 +28,7 @@ step() {
     local log="$LOG_DIR/$name.log"
     say "$name ..."
     if ! "$@" >"$log" 2>&1; then
-        tail -n 40 "$log" >&2 || true
+        tail -n 40 -- "$log" >&2 || true
         die "step '$name' failed (full log: $log). $hint"
     fi
 }
@@ -63,15 +63,15 @@ fi
 mkdir -p "$LOG_DIR"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
 
-step build-tools "Check network access to PyPI." \
-    "${PIP[@]}" install -r "$ROOT/requirements/build.txt"
-
 if "$VENV/bin/python" -c 'import torch' >/dev/null 2>&1; then
     say "torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)') already present, kept"
 else
     step torch "Install a torch build for your machine first (see README), then rerun." \
         "${PIP[@]}" install -r "$ROOT/requirements/torch.txt"
 fi
+
+step build-tools "Check network access to PyPI." \
+    "${PIP[@]}" install -r "$ROOT/requirements/build.txt"
 
 if "$VENV/bin/python" -c 'import mmcv, mmcv.ops; assert mmcv.__version__ == "2.1.0"' >/dev/null 2>&1; then
     say "mmcv 2.1.0 with ops already present, kept"
