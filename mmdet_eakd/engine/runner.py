@@ -1,0 +1,93 @@
+"""A :class:`mmengine.runner.Runner` that also trains distributed on CPU-only torch.
+
+mmengine 0.10.7 assumes CUDA when it starts a distributed run:
+``init_dist('pytorch')`` calls ``torch.cuda.set_device`` and ``wrap_model`` passes
+``device_ids=[LOCAL_RANK]`` to DDP, both of which fail for a CPU build of torch.
+:class:`EAKDRunner` initialises the process group with gloo itself in that case and
+wraps the model in DDP without device ids; with CUDA it is plain ``Runner``.
+"""
+import copy
+import datetime
+import os
+from typing import Optional
+
+import torch
+import torch.distributed as torch_dist
+from mmengine.config import Config
+from mmengine.dist import is_distributed
+from mmengine.logging import print_log
+from mmengine.runner import Runner
+
+from mmdet.registry import RUNNERS
+from ..models import student_model_config
+
+
+def cpu_only() -> bool:
+    """Whether this process has no usable CUDA device."""
+    return not torch.cuda.is_available()
+
+
+@RUNNERS.register_module()
+class EAKDRunner(Runner):
+    """``Runner`` with working distributed training on CPU-only machines."""
+
+    def setup_env(self, env_cfg: dict) -> None:
+        """Start a gloo process group on CPU, then run ``Runner.setup_env``.
+
+        ``Runner.setup_env`` skips ``init_dist`` when a process group exists, so
+        everything else it does (seeds, multiprocessing, cudnn) stays the same.
+        """
+        if self.distributed and not is_distributed() and cpu_only():
+            if self.launcher != 'pytorch':
+                raise RuntimeError(
+                    f'Distributed training with launcher={self.launcher!r} needs '
+                    'CUDA, and this torch has none. On a CPU machine use '
+                    'tools/dist_train.sh (torchrun, launcher "pytorch").')
+            dist_cfg = dict(env_cfg.get('dist_cfg', {}))
+            backend = dist_cfg.pop('backend', 'nccl')
+            timeout = dist_cfg.pop('timeout', None)
+            if backend != 'gloo':
+                print_log(
+                    f'No CUDA device: using the gloo backend instead of '
+                    f'{backend!r} for distributed training.',
+                    logger='current')
+            kwargs = dict(dist_cfg)
+            if timeout is not None:
+                kwargs['timeout'] = datetime.timedelta(seconds=timeout)
+            torch_dist.init_process_group(
+                backend='gloo',
+                rank=int(os.environ['RANK']),
+                world_size=int(os.environ['WORLD_SIZE']),
+                **kwargs)
+        super().setup_env(env_cfg)
+
+    def wrap_model(self, model_wrapper_cfg: Optional[dict],
+                   model: torch.nn.Module) -> torch.nn.Module:
+        """Wrap with DDP; on CPU without ``device_ids`` (DDP rejects them)."""
+        if self.distributed and cpu_only():
+            if model_wrapper_cfg is None:
+                model_wrapper_cfg = dict(
+                    type='MMDistributedDataParallel',
+                    broadcast_buffers=False,
+                    find_unused_parameters=self.cfg.get(
+                        'find_unused_parameters', False))
+            else:
+                model_wrapper_cfg = dict(model_wrapper_cfg)
+            model_wrapper_cfg.setdefault('device_ids', None)
+        return super().wrap_model(model_wrapper_cfg, model)
+
+
+@RUNNERS.register_module()
+class StudentRunner(EAKDRunner):
+    """``EAKDRunner`` that evaluates a distillation config as its student.
+
+    The teacher is dropped from ``cfg.model`` before the model is built (see
+    :func:`mmdet_eakd.models.student_model_config`), so testing and inference
+    never build or load it.
+    """
+
+    @classmethod
+    def from_cfg(cls, cfg: Config) -> 'StudentRunner':
+        cfg = copy.deepcopy(cfg)
+        cfg.model = student_model_config(cfg.model)
+        return super().from_cfg(cfg)
