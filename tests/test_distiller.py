@@ -1,0 +1,237 @@
+"""The RoI distiller: data flow, frozen teacher, checkpoints, errors."""
+import copy
+
+import pytest
+import torch
+from conftest import SYNTHETIC_CONFIGS
+from mmengine.config import Config
+from mmengine.optim import OptimWrapper
+
+import mmdet_eakd  # noqa: F401
+from mmdet.registry import MODELS
+from mmdet.testing import demo_mm_inputs
+from mmdet.utils import register_all_modules
+from mmdet_eakd.models import renormalize_for_teacher, student_model_config
+
+register_all_modules()
+TEACHER_CFG = SYNTHETIC_CONFIGS / 'frcnn_teacher_synthetic.py'
+EAKD_CFG = SYNTHETIC_CONFIGS / 'eakd_frcnn_teacher_tiny_synthetic.py'
+
+
+@pytest.fixture(scope='module')
+def teacher_ckpt(tmp_path_factory):
+    """A randomly initialised teacher saved as a local checkpoint."""
+    torch.manual_seed(0)
+    teacher = MODELS.build(Config.fromfile(str(TEACHER_CFG)).model)
+    teacher.init_weights()
+    path = tmp_path_factory.mktemp('teacher') / 'teacher.pth'
+    torch.save({'state_dict': teacher.state_dict(), 'meta': {}}, path)
+    return path
+
+
+def distill_model_cfg(teacher_ckpt, **loss):
+    cfg = Config.fromfile(str(EAKD_CFG))
+    cfg.model.teacher.checkpoint = str(teacher_ckpt)
+    cfg.model.distill_loss.update(loss)
+    return cfg.model
+
+
+@pytest.fixture
+def model(teacher_ckpt):
+    torch.manual_seed(1)
+    model = MODELS.build(distill_model_cfg(teacher_ckpt))
+    model.init_weights()
+    return model
+
+
+def batch(seed=0, shapes=((3, 160, 160), (3, 128, 160))):
+    torch.manual_seed(seed)
+    return demo_mm_inputs(
+        batch_size=len(shapes), image_shapes=list(shapes), num_items=[3, 2],
+        num_classes=4)
+
+
+def test_train_step_losses_and_frozen_teacher(model):
+    optim = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01,
+                                         momentum=0.9))
+    teacher_before = copy.deepcopy(model.teacher.state_dict())
+    model.train()
+    log1 = model.train_step(batch(0), optim)
+    log2 = model.train_step(batch(1), optim)
+    for log in (log1, log2):
+        for key in ('loss_rpn_cls', 'loss_rpn_bbox', 'loss_cls', 'loss_bbox',
+                    'loss_kd', 'ea_weight', 'entropy_t', 'entropy_s', 'loss'):
+            assert key in log, key
+            assert torch.isfinite(log[key]), key
+        # statistics are logged, not summed into the total loss
+        detection = sum(float(v) for k, v in log.items()
+                        if k.startswith('loss_'))
+        assert float(log['loss']) == pytest.approx(detection, rel=1e-5)
+        # EA weight lies in [0, log C]
+        assert 0 <= log['ea_weight'] <= torch.log(torch.tensor(5.0))
+    assert not model.teacher.training
+    for key, value in model.teacher.state_dict().items():
+        assert torch.equal(value, teacher_before[key]), key
+    teacher_params = {id(p) for p in model.teacher.parameters()}
+    optimized = {id(p) for g in optim.optimizer.param_groups
+                 for p in g['params']}
+    assert not teacher_params & optimized
+    assert all(not p.requires_grad for p in model.teacher.parameters())
+    assert not any('teacher' in k for k in model.state_dict())
+
+
+def test_teacher_sees_exactly_the_student_rois(model):
+    """Teacher logits come from the teacher's RoI head on the student's RoIs,
+    and the student's box head runs once per step."""
+    seen = {}
+    calls = []
+
+    def on_loss(module, args):
+        seen.update(student=args[0], teacher=args[1], labels=args[2])
+
+    def on_extractor(module, args):
+        seen.setdefault('rois', args[1])
+
+    def on_bbox_head(module, args, out):
+        calls.append(out[0])
+
+    # pre-hooks return None: they must not replace the arguments
+    model.distill_loss.register_forward_pre_hook(on_loss)
+    model.roi_head.bbox_roi_extractor.register_forward_pre_hook(on_extractor)
+    model.roi_head.bbox_head.register_forward_hook(on_bbox_head)
+    model.train()
+    data = model.data_preprocessor(batch(2), True)
+    losses = model.loss(data['inputs'], data['data_samples'])
+    assert len(calls) == 1
+    assert seen['student'] is calls[0]
+    with torch.no_grad():
+        feats = model.teacher.extract_feat(data['inputs'])
+        direct = model.teacher.roi_head._bbox_forward(
+            feats, seen['rois'])['cls_score']
+    assert torch.equal(seen['teacher'], direct)
+    assert seen['teacher'].shape == (len(seen['rois']), 5)
+    # sampled RoIs: foreground labels 0..3 and background label 4
+    assert set(seen['labels'].tolist()) >= {4}
+    assert seen['labels'].max() == 4 and seen['labels'].min() >= 0
+    assert losses['loss_kd'].requires_grad
+
+
+def test_no_teacher_loss_path_runs(model):
+    """The teacher runs no RPN and samples nothing: no train_cfg, no losses."""
+    ran = []
+    model.teacher.rpn_head.register_forward_hook(
+        lambda *a: ran.append('rpn'))
+    model.train()
+    data = model.data_preprocessor(batch(3), True)
+    model.loss(data['inputs'], data['data_samples'])
+    assert ran == []
+    assert model.teacher.train_cfg is None
+
+
+def test_checkpoint_is_plain_student(model, tmp_path):
+    student_cfg = student_model_config(Config.fromfile(str(EAKD_CFG)).model)
+    assert 'teacher' not in student_cfg and 'distill_loss' not in student_cfg
+    student = MODELS.build(student_cfg)
+    student.load_state_dict(model.state_dict(), strict=True)
+    plain = MODELS.build(
+        Config.fromfile(str(SYNTHETIC_CONFIGS / 'frcnn_tiny_synthetic.py'))
+        .model)
+    plain.load_state_dict(model.state_dict(), strict=True)
+
+
+def test_teacher_follows_student_device_and_mode(model):
+    model.train()
+    assert not model.teacher.training
+    model.to(torch.float64)
+    assert next(model.teacher.parameters()).dtype == torch.float64
+    model.to(torch.float32)
+
+
+def test_low_precision_logits_give_float32_loss(teacher_ckpt):
+    """Under AMP the box head emits fp16/bf16 logits; the KD loss stays
+    float32. (mmcv's CPU nms refuses bf16, so on CPU the student's logits are
+    cast by a hook; the teacher runs under its own bf16 autocast option.)"""
+    model = MODELS.build(
+        dict(distill_model_cfg(teacher_ckpt), teacher_autocast='bf16'))
+    model.roi_head.bbox_head.register_forward_hook(
+        lambda m, args, out: (out[0].to(torch.bfloat16), out[1]))
+    seen = {}
+
+    def on_loss(module, args):
+        seen.update(student=args[0], teacher=args[1])
+
+    model.distill_loss.register_forward_pre_hook(on_loss)
+    model.train()
+    data = model.data_preprocessor(batch(4), True)
+    losses = model.loss(data['inputs'], data['data_samples'])
+    assert seen['student'].dtype == torch.bfloat16
+    assert seen['teacher'].dtype == torch.float32
+    assert losses['loss_kd'].dtype == torch.float32
+    assert torch.isfinite(losses['loss_kd'])
+    losses['loss_kd'].backward()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason='mmengine allows AmpOptimWrapper on GPU only')
+def test_amp_optim_wrapper_step(model):
+    from mmengine.optim import AmpOptimWrapper
+    model.cuda().train()
+    optim = AmpOptimWrapper(
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.01))
+    log = model.train_step(batch(4), optim)
+    assert torch.isfinite(log['loss_kd'])
+    assert next(model.teacher.parameters()).is_cuda
+
+
+def test_renormalize_for_caffe_teacher_is_exact():
+    """A batch normalised by the student converts exactly to what the
+    teacher's own preprocessor makes of the raw images (padding included)."""
+    student_pre = MODELS.build(
+        dict(type='DetDataPreprocessor', mean=[123.675, 116.28, 103.53],
+             std=[58.395, 57.12, 57.375], bgr_to_rgb=True,
+             pad_size_divisor=32))
+    teacher_pre = MODELS.build(
+        dict(type='DetDataPreprocessor', mean=[103.53, 116.28, 123.675],
+             std=[1.0, 1.0, 1.0], bgr_to_rgb=False, pad_size_divisor=64,
+             pad_value=0))
+    raw = batch(5, shapes=((3, 100, 150), (3, 70, 90)))
+    student = student_pre(copy.deepcopy(raw), False)
+    teacher = teacher_pre(copy.deepcopy(raw), False)
+    converted = renormalize_for_teacher(student['inputs'],
+                                        student['data_samples'], student_pre,
+                                        teacher_pre)
+    assert converted.shape == teacher['inputs'].shape == (2, 3, 128, 192)
+    torch.testing.assert_close(converted, teacher['inputs'], atol=2e-4,
+                               rtol=0)
+
+
+@pytest.mark.parametrize('edit, match', [
+    ('missing_file', 'does not exist'),
+    ('keys', 'Missing keys: .*roi_head.bbox_head.fc_cls.weight.*'
+     'Unexpected keys: .*not_a_layer.weight'),
+    ('num_classes', 'teacher classifies 3 classes but the student 4'),
+    ('roi_head', 'RoI head is CascadeRoIHead'),
+    ('no_checkpoint', 'checkpoint is not set'),
+])
+def test_teacher_errors(teacher_ckpt, tmp_path, edit, match):
+    cfg = distill_model_cfg(teacher_ckpt)
+    if edit == 'missing_file':
+        cfg.teacher.checkpoint = str(tmp_path / 'nope.pth')
+    elif edit == 'keys':
+        state = torch.load(teacher_ckpt)['state_dict']
+        del state['roi_head.bbox_head.fc_cls.weight']
+        state['not_a_layer.weight'] = torch.zeros(1)
+        bad = tmp_path / 'bad.pth'
+        torch.save({'state_dict': state}, bad)
+        cfg.teacher.checkpoint = str(bad)
+    elif edit == 'num_classes':
+        teacher_cfg = Config.fromfile(str(TEACHER_CFG))
+        teacher_cfg.model.roi_head.bbox_head.num_classes = 3
+        cfg.teacher.config = teacher_cfg.to_dict()
+    elif edit == 'roi_head':
+        cfg.teacher.config = 'mmdet::cascade_rcnn/cascade-rcnn_r50_fpn_1x_coco.py'
+    elif edit == 'no_checkpoint':
+        cfg.teacher.checkpoint = None
+    with pytest.raises((FileNotFoundError, KeyError, ValueError, TypeError),
+                       match=match):
+        MODELS.build(cfg)
