@@ -1,0 +1,557 @@
+# Copyright (c) mmdet-eakd contributors. All rights reserved.
+"""Benchmark the cost of RoI distillation: time and peak memory per step.
+
+For each distillation config, the models are built offline (random weights,
+the teacher loaded from a random checkpoint; see
+:func:`mmdet_eakd.utils.build_offline_model`) and one synthetic batch is
+made (``demo_mm_inputs``, square images, already through the student's data
+preprocessor, which is the same for every variant and not timed). Variants:
+
+- ``student``: a student-only training step (``TwoStageDetector.loss``);
+- ``teacher_forward``: the teacher's minimal forward, ``teacher_logits`` on
+  the student's sampled RoIs (features + box head, no grad);
+- ``kd``, ``eakd``, ``dkd``, ``eadkd``: a distillation training step with
+  ``EAKDLoss``/``EADKDLoss`` (``weight_mode='none'`` for KD/DKD, ``'ea'``
+  for EA-KD/EA-DKD; other loss arguments from the config);
+- ``naive``: what other implementations do, for comparison only: the
+  student's detection loss, the teacher's whole loss path (``teacher.loss``
+  with its own ``train_cfg``: its RPN, proposals and sampling, no grad), then
+  a second pass of the student's RoI head on the teacher's sampled RoIs and
+  EA-KD on those logits;
+- with ``--channels-last``: ``teacher_forward_cl`` and ``eakd_cl``, the same
+  with ``teacher_channels_last=True``.
+
+A training step is forward + backward + ``SGD`` step of the student. After
+``--warmup`` untimed rounds, ``--steps`` rounds run every variant once, in an
+order that rotates each round (so drifting machine load hits all variants
+alike); the table shows the median seconds per variant.
+
+Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` during a step minus
+the memory allocated before it (max over the timed steps). On CPU, torch's
+allocator keeps no peak statistics, so each variant runs in a fresh
+subprocess (forked from a server process that has only imported the
+libraries): the model and batch are built, the process's resident set size
+(``VmRSS``) is read and its high-water mark reset (``/proc/self/clear_refs``),
+``--memory-steps`` steps run, and the peak RSS growth ``VmHWM - VmRSS`` is
+reported. It includes the gradients and SGD momentum buffers allocated by the
+first step (the same for every student variant) and counts memory that the C
+allocator keeps after freeing it, so it is an upper bound of the working
+memory of a step; the teacher's weights are not counted (they exist before).
+
+Example::
+
+    python tools/benchmark_distill.py --config configs/eakd_frcnn_r101_r18.py \\
+        --img-size 320 --batch-size 2 --steps 10 --warmup 2 \\
+        --json work_dirs/bench_r101_r18.json
+"""
+import argparse
+import contextlib
+import copy
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
+
+import torch
+from mmengine.config import Config
+from mmengine.optim import OptimWrapper
+from torch import Tensor
+
+VARIANTS = ('student', 'teacher_forward', 'kd', 'eakd', 'dkd', 'eadkd',
+            'naive')
+CHANNELS_LAST_VARIANTS = ('teacher_forward_cl', 'eakd_cl')
+#: Loss type and weight mode of each distillation variant.
+DISTILL_VARIANTS = {
+    'kd': ('EAKDLoss', 'none'),
+    'eakd': ('EAKDLoss', 'ea'),
+    'dkd': ('EADKDLoss', 'none'),
+    'eadkd': ('EADKDLoss', 'ea'),
+}
+#: Ground-truth boxes per synthetic image.
+NUM_GT = 5
+#: SGD settings of the student step; small, so random weights stay finite.
+SGD_LR, SGD_MOMENTUM = 1e-4, 0.9
+#: Targets of the distillation-cost issue.
+TARGETS = {
+    'eakd_over_kd': ('<=', 1.02),
+    'eakd_minus_student_over_teacher_forward': ('<=', 1.10),
+    'naive_over_eakd': ('>', 1.0),
+}
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Parse and check the command line."""
+    parser = argparse.ArgumentParser(
+        description='Time and memory of RoI distillation steps vs the '
+        'student-only step and the teacher forward.')
+    parser.add_argument(
+        '--config', nargs='+', required=True,
+        help='distillation config(s) (model.type RoIDistillTwoStageDetector)')
+    parser.add_argument('--img-size', type=int, default=320,
+                        help='side of the square synthetic images')
+    parser.add_argument('--batch-size', type=int, default=2)
+    parser.add_argument('--steps', type=int, default=10,
+                        help='timed rounds (each runs every variant once)')
+    parser.add_argument('--warmup', type=int, default=2,
+                        help='untimed rounds first')
+    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda[:i]'")
+    parser.add_argument(
+        '--channels-last', action='store_true',
+        help='also time the teacher with teacher_channels_last=True')
+    parser.add_argument(
+        '--memory-steps', type=int, default=2,
+        help='steps per CPU memory subprocess; 0 skips the memory '
+        'measurement on CPU')
+    parser.add_argument('--memory-jobs', type=int, default=1,
+                        help='CPU memory subprocesses run at once')
+    parser.add_argument('--threads', type=int,
+                        help='torch intra-op threads (default: torch\'s own)')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--json', help='write the results to this file')
+    args = parser.parse_args(argv)
+    for name in ('img_size', 'batch_size', 'steps', 'memory_jobs'):
+        if getattr(args, name) < 1:
+            parser.error(f'--{name.replace("_", "-")} must be >= 1')
+    for name in ('warmup', 'memory_steps'):
+        if getattr(args, name) < 0:
+            parser.error(f'--{name.replace("_", "-")} must be >= 0')
+    if args.threads is not None and args.threads < 1:
+        parser.error('--threads must be >= 1')
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ('cpu', 'cuda'):
+        parser.error(f'--device must be cpu or cuda[:i], got {args.device!r}')
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        parser.error('--device cuda but torch sees no CUDA device')
+    for config in args.config:
+        if not Path(config).is_file():
+            parser.error(f'config {config!r} does not exist')
+    return args
+
+
+@contextlib.contextmanager
+def capture_box_branch(roi_head: torch.nn.Module) -> Iterator[Dict]:
+    """Record the first ``rois`` and the last ``cls_score`` of a box branch."""
+    record: Dict[str, Tensor] = {}
+
+    def on_extractor(module, args, kwargs):
+        record.setdefault('rois', kwargs['rois'] if 'rois' in kwargs
+                          else args[1])
+
+    def on_head(module, args, output):
+        record['cls_score'] = output[0]
+
+    handles = [
+        roi_head.bbox_roi_extractor.register_forward_pre_hook(
+            on_extractor, with_kwargs=True),
+        roi_head.bbox_head.register_forward_hook(on_head)
+    ]
+    try:
+        yield record
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextlib.contextmanager
+def capture_output(module: torch.nn.Module) -> Iterator[Dict]:
+    """Record the output of ``module`` as ``record['output']``."""
+    record: Dict = {}
+    handle = module.register_forward_hook(
+        lambda mod, args, output: record.__setitem__('output', output))
+    try:
+        yield record
+    finally:
+        handle.remove()
+
+
+def distill_loss_configs(loss_cfg: dict) -> Dict[str, dict]:
+    """The loss config of each distillation variant, from the config's.
+
+    Temperatures, ``loss_weight`` etc. are kept; the type and weight mode are
+    set per variant; DKD's ``alpha``/``beta`` are kept for the DKD losses.
+    """
+    common = {k: v for k, v in loss_cfg.items()
+              if k not in ('type', 'weight_mode', 'alpha', 'beta')}
+    dkd_args = {k: loss_cfg[k] for k in ('alpha', 'beta') if k in loss_cfg}
+    configs = {}
+    for name, (loss_type, mode) in DISTILL_VARIANTS.items():
+        cfg = dict(common, type=loss_type, weight_mode=mode)
+        if loss_type == 'EADKDLoss':
+            cfg.update(dkd_args)
+        configs[name] = cfg
+    return configs
+
+
+class DistillBench:
+    """The models, the synthetic batch and one step function per variant.
+
+    Args:
+        cfg (Config): An offline distillation config (see
+            :func:`mmdet_eakd.utils.offline_config`).
+        variants (Sequence[str]): The variants to prepare.
+        img_size (int): Side of the square images.
+        batch_size (int): Images per batch.
+        device (str): Torch device.
+        seed (int): Seed of the weights and the batch.
+    """
+
+    def __init__(self, cfg: Config, variants: Sequence[str], img_size: int,
+                 batch_size: int, device: str, seed: int) -> None:
+        from mmdet.registry import MODELS
+        from mmdet.testing import demo_mm_inputs
+        from mmdet_eakd.models.teacher import same_input_format
+        from mmdet_eakd.utils import teacher_model_config
+        self.device = torch.device(device)
+        torch.manual_seed(seed)
+        self.model = self._build_model(cfg)
+        self.optim = self._optimizer(self.model)
+        self.losses = {
+            name: MODELS.build(loss_cfg).to(self.device)
+            for name, loss_cfg in distill_loss_configs(
+                cfg.model.distill_loss).items()
+        }
+        num_classes = self.model.roi_head.bbox_head.num_classes
+        data = demo_mm_inputs(
+            batch_size=batch_size,
+            image_shapes=[(3, img_size, img_size)] * batch_size,
+            num_items=[NUM_GT] * batch_size,
+            num_classes=num_classes)
+        data = self.model.data_preprocessor(data, True)
+        self.inputs, self.samples = data['inputs'], data['data_samples']
+        with capture_box_branch(self.model.roi_head) as record:
+            self.model.loss(self.inputs, self.samples)
+        self.rois = record['rois'].detach()
+
+        if 'naive' in variants:
+            # The teacher as other implementations run it: with train_cfg.
+            self.naive_teacher = MODELS.build(
+                teacher_model_config(cfg, with_train_cfg=True))
+            self.naive_teacher.load_state_dict(self.model.teacher.state_dict())
+            self.naive_teacher.requires_grad_(False).eval().to(self.device)
+            self.naive_teacher_same_inputs = same_input_format(
+                self.model.data_preprocessor,
+                self.naive_teacher.data_preprocessor)
+        if set(variants) & set(CHANNELS_LAST_VARIANTS):
+            cl_cfg = copy.deepcopy(cfg)
+            cl_cfg.model.teacher_channels_last = True
+            self.cl_model = self._build_model(cl_cfg)
+            self.cl_model.load_state_dict(self.model.state_dict())
+            self.cl_optim = self._optimizer(self.cl_model)
+
+        self.steps: Dict[str, Callable[[], None]] = {}
+        for name in variants:
+            if name not in VARIANTS + CHANNELS_LAST_VARIANTS:
+                raise ValueError(f'Unknown variant {name!r}.')
+            self.steps[name] = getattr(self, f'_step_{name}', None) or (
+                lambda name=name: self._distill_step(name))
+
+    def _build_model(self, cfg: Config) -> torch.nn.Module:
+        from mmdet.registry import MODELS
+        model = MODELS.build(cfg.model)
+        return model.to(self.device).train()
+
+    @staticmethod
+    def _optimizer(model: torch.nn.Module) -> OptimWrapper:
+        return OptimWrapper(
+            torch.optim.SGD(
+                model.parameters(), lr=SGD_LR, momentum=SGD_MOMENTUM))
+
+    @staticmethod
+    def _update(model: torch.nn.Module, optim: OptimWrapper,
+                losses: Dict[str, Tensor]) -> None:
+        """Backward and SGD step on the summed losses, as ``train_step``."""
+        loss, _ = model.parse_losses(losses)
+        optim.update_params(loss)
+
+    def _step_student(self) -> None:
+        from mmdet.models.detectors import TwoStageDetector
+        losses = TwoStageDetector.loss(self.model, self.inputs, self.samples)
+        self._update(self.model, self.optim, losses)
+
+    def _step_teacher_forward(self) -> None:
+        self.model.teacher_logits(self.inputs, self.samples, self.rois)
+
+    def _step_teacher_forward_cl(self) -> None:
+        self.cl_model.teacher_logits(self.inputs, self.samples, self.rois)
+
+    def _distill_step(self, name: str) -> None:
+        self.model.distill_loss = self.losses[name]
+        self._update(self.model, self.optim,
+                     self.model.loss(self.inputs, self.samples))
+
+    def _step_eakd_cl(self) -> None:
+        self.cl_model.distill_loss = self.losses['eakd']
+        self._update(self.cl_model, self.cl_optim,
+                     self.cl_model.loss(self.inputs, self.samples))
+
+    def _step_naive(self) -> None:
+        from mmdet.models.detectors import TwoStageDetector
+        from mmdet_eakd.models import renormalize_for_teacher
+        model, teacher = self.model, self.naive_teacher
+        feat_module = model.neck if model.with_neck else model.backbone
+        with capture_output(feat_module) as feats:
+            losses = TwoStageDetector.loss(model, self.inputs, self.samples)
+        with torch.no_grad():
+            inputs = self.inputs
+            if not self.naive_teacher_same_inputs:
+                inputs = renormalize_for_teacher(inputs, self.samples,
+                                                 model.data_preprocessor,
+                                                 teacher.data_preprocessor)
+            with capture_box_branch(teacher.roi_head) as record:
+                teacher.loss(inputs, self.samples)
+        student_logits = model.roi_head._bbox_forward(
+            feats['output'], record['rois'])['cls_score']
+        losses['loss_kd'] = self.losses['eakd'](student_logits,
+                                                record['cls_score'])
+        self._update(model, self.optim, losses)
+
+    def run(self, name: str) -> float:
+        """Run one step of variant ``name``; return its seconds."""
+        cuda = self.device.type == 'cuda'
+        if cuda:
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        self.steps[name]()
+        if cuda:
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - start
+
+
+def register_modules() -> None:
+    """Register mmdet's and this package's modules (also in subprocesses)."""
+    from mmdet.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
+    import mmdet_eakd  # noqa: F401  (registration)
+
+
+def _proc_kib(field: str) -> int:
+    """A ``VmXXX`` field of ``/proc/self/status`` in KiB."""
+    with open('/proc/self/status') as f:
+        match = re.search(rf'^{field}:\s+(\d+) kB', f.read(), re.MULTILINE)
+    if match is None:
+        raise RuntimeError(f'/proc/self/status has no {field}; peak RSS '
+                           'measurement needs Linux.')
+    return int(match.group(1))
+
+
+def cpu_peak_rss_growth(cfg: Config, variant: str, img_size: int,
+                        batch_size: int, steps: int, seed: int,
+                        threads: int) -> float:
+    """Peak RSS growth (MiB) of ``steps`` steps of ``variant``.
+
+    Meant to run in a fresh process (see the module docstring).
+    """
+    torch.set_num_threads(threads)
+    register_modules()
+    bench = DistillBench(cfg, [variant], img_size, batch_size, 'cpu', seed)
+    baseline = _proc_kib('VmRSS')
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # reset VmHWM to the current RSS
+    for _ in range(steps):
+        bench.run(variant)
+    return (_proc_kib('VmHWM') - baseline) / 1024
+
+
+def cpu_memory(cfg: Config, variants: Sequence[str], args: argparse.Namespace
+               ) -> Dict[str, float]:
+    """Peak RSS growth per variant, each in a fresh subprocess.
+
+    The subprocesses are forked from a server process that has imported
+    torch, mmdet and this package (nothing built), to save the import time.
+    """
+    threads = args.threads or torch.get_num_threads()
+    context = get_context('forkserver')
+    context.set_forkserver_preload(['torch', 'mmdet.models', 'mmdet_eakd'])
+    with ProcessPoolExecutor(
+            max_workers=args.memory_jobs,
+            mp_context=context,
+            max_tasks_per_child=1) as pool:
+        futures = {
+            name: pool.submit(cpu_peak_rss_growth, cfg, name, args.img_size,
+                              args.batch_size, args.memory_steps, args.seed,
+                              threads)
+            for name in variants
+        }
+        return {name: future.result() for name, future in futures.items()}
+
+
+def _ratio(numerator: Optional[float],
+           denominator: Optional[float]) -> Optional[float]:
+    if numerator is None or not denominator:
+        return None
+    return numerator / denominator
+
+
+def benchmark_config(config: str, args: argparse.Namespace,
+                     work_dir: str) -> Dict:
+    """Time (and measure memory of) every variant for one config."""
+    from mmdet_eakd.utils import offline_config
+    cfg = offline_config(config, work_dir, seed=args.seed)
+    if cfg.model.get('type') != 'RoIDistillTwoStageDetector':
+        raise ValueError(f'{config} is not a distillation config: model.type '
+                         f'is {cfg.model.get("type")!r}.')
+    variants = list(VARIANTS)
+    if args.channels_last:
+        variants += CHANNELS_LAST_VARIANTS
+    bench = DistillBench(cfg, variants, args.img_size, args.batch_size,
+                         args.device, args.seed)
+    cuda = bench.device.type == 'cuda'
+    times: Dict[str, List[float]] = {name: [] for name in variants}
+    cuda_peak: Dict[str, float] = {name: 0. for name in variants}
+    for rnd in range(args.warmup + args.steps):
+        shift = rnd % len(variants)
+        for name in variants[shift:] + variants[:shift]:
+            if cuda:
+                before = torch.cuda.memory_allocated(bench.device)
+                torch.cuda.reset_peak_memory_stats(bench.device)
+            elapsed = bench.run(name)
+            if rnd < args.warmup:
+                continue
+            times[name].append(elapsed)
+            if cuda:
+                peak = torch.cuda.max_memory_allocated(bench.device) - before
+                cuda_peak[name] = max(cuda_peak[name], peak / 2**20)
+    num_rois = int(bench.rois.shape[0])
+    del bench
+    if cuda:
+        memory: Dict[str, Optional[float]] = dict(cuda_peak)
+        memory_method = ('cuda max_memory_allocated during a step minus '
+                         'memory_allocated before it (max over timed steps)')
+    elif args.memory_steps:
+        memory = dict(cpu_memory(cfg, variants, args))
+        memory_method = (f'peak RSS growth (VmHWM - VmRSS before) over '
+                         f'{args.memory_steps} steps in a fresh process per '
+                         'variant')
+    else:
+        memory = {name: None for name in variants}
+        memory_method = 'not measured (--memory-steps 0)'
+
+    median = {name: statistics.median(values) for name, values in
+              times.items()}
+    ratios = {
+        'eakd_over_kd': median['eakd'] / median['kd'],
+        'eadkd_over_dkd': median['eadkd'] / median['dkd'],
+        'eakd_minus_student_over_teacher_forward':
+        (median['eakd'] - median['student']) / median['teacher_forward'],
+        'naive_over_eakd': median['naive'] / median['eakd'],
+        'memory_over_student': {
+            name: _ratio(memory[name], memory['student'])
+            for name in variants
+        },
+    }
+    if args.channels_last:
+        ratios['teacher_forward_cl_over_teacher_forward'] = (
+            median['teacher_forward_cl'] / median['teacher_forward'])
+        ratios['eakd_cl_over_eakd'] = median['eakd_cl'] / median['eakd']
+    targets = {
+        f'{key} {op} {bound}':
+        (ratios[key] <= bound if op == '<=' else ratios[key] > bound)
+        for key, (op, bound) in TARGETS.items()
+    }
+    return dict(
+        config=config,
+        teacher=str(Config.fromfile(config).model.teacher.config),
+        img_size=args.img_size,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        warmup=args.warmup,
+        num_rois=num_rois,
+        variants={
+            name: dict(
+                median_s=median[name],
+                min_s=min(times[name]),
+                max_s=max(times[name]),
+                times_s=times[name],
+                peak_memory_mib=memory[name]) for name in variants
+        },
+        memory_method=memory_method,
+        ratios=ratios,
+        targets_met=targets)
+
+
+def machine_info(device: str) -> Dict[str, object]:
+    """The machine, for the record."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        with open('/proc/cpuinfo') as f:
+            match = re.search(r'^model name\s*:\s*(.+)$', f.read(),
+                              re.MULTILINE)
+        if match:
+            cpu = match.group(1).strip()
+    info: Dict[str, object] = dict(
+        cpu=cpu,
+        cpu_count=os.cpu_count(),
+        torch_threads=torch.get_num_threads(),
+        torch=torch.__version__,
+        python=platform.python_version(),
+        device=device)
+    if torch.device(device).type == 'cuda':
+        info['gpu'] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def format_table(result: Dict) -> str:
+    """The printed table of one config's result."""
+    lines = [
+        f"{result['config']}  (teacher {result['teacher']})",
+        f"images {result['batch_size']} x {result['img_size']}x"
+        f"{result['img_size']}, {result['num_rois']} RoIs, median of "
+        f"{result['steps']} interleaved steps after {result['warmup']} "
+        'warm-up rounds',
+        f"{'variant':<20}{'median s':>10}{'min s':>9}{'max s':>9}"
+        f"{'peak MiB':>11}{'mem/student':>13}",
+    ]
+    mem_ratio = result['ratios']['memory_over_student']
+    for name, row in result['variants'].items():
+        mem = row['peak_memory_mib']
+        lines.append(
+            f"{name:<20}{row['median_s']:>10.3f}{row['min_s']:>9.3f}"
+            f"{row['max_s']:>9.3f}"
+            f"{'-' if mem is None else f'{mem:.0f}':>11}"
+            f"{'-' if mem_ratio[name] is None else f'{mem_ratio[name]:.2f}':>13}")
+    lines.append(f"memory: {result['memory_method']}")
+    for key, value in result['ratios'].items():
+        if key != 'memory_over_student':
+            lines.append(f'{key:<42}{value:8.3f}')
+    for target, met in result['targets_met'].items():
+        lines.append(f"target {target:<50}{'met' if met else 'MISSED'}")
+    return '\n'.join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> Dict:
+    """Run the benchmark; print a table per config and write the JSON."""
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    register_modules()
+    machine = machine_info(args.device)
+    print('machine: ' + ', '.join(f'{k} {v}' for k, v in machine.items()))
+    print('command: ' + ' '.join([Path(sys.argv[0]).name] + (
+        argv if argv is not None else sys.argv[1:])))
+    results = []
+    with tempfile.TemporaryDirectory() as work_dir:
+        for config in args.config:
+            result = benchmark_config(config, args, work_dir)
+            print(format_table(result), flush=True)
+            results.append(result)
+    output = dict(machine=machine, results=results)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.json, 'w') as f:
+            json.dump(output, f, indent=2)
+    return output
+
+
+if __name__ == '__main__':
+    main()
