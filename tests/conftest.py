@@ -1,4 +1,5 @@
 """Shared fixtures: the repository, a small synthetic data set, tool runners."""
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC_CONFIGS = ROOT / 'configs' / 'synthetic'
+TINY = SYNTHETIC_CONFIGS / 'frcnn_tiny_synthetic.py'
 
 
 @pytest.fixture(scope='session')
@@ -65,3 +67,39 @@ def run_tool(args: List[str], cwd: Path, env: Dict[str, str] = None,
 def python_tool(name: str) -> List[str]:
     """Command prefix that runs ``tools/<name>`` with this interpreter."""
     return [sys.executable, str(ROOT / 'tools' / name)]
+
+
+def read_test_metrics(work_dir: Path) -> list:
+    """Metrics that tools/test.py logged as JSON under ``work_dir``."""
+    files = sorted(work_dir.glob('*/*.json'))
+    assert files, f'no metrics json under {work_dir}'
+    return [json.loads(line) for path in files
+            for line in path.read_text().splitlines()]
+
+
+def read_scalars(work_dir: Path) -> list:
+    """Records of every training run's ``vis_data/scalars.json`` under it."""
+    files = sorted(work_dir.glob('*/vis_data/scalars.json'))
+    assert files, f'no scalars.json under {work_dir}'
+    records = []
+    for path in files:
+        records += [json.loads(line) for line in path.read_text().splitlines()]
+    return records
+
+
+@pytest.fixture(scope='session')
+def trained_tiny(tmp_path_factory, synthetic_root):
+    """The tiny plain Faster R-CNN trained 2 epochs by tools/train.py."""
+    tmp = tmp_path_factory.mktemp('tiny')
+    cfg = tmp / 'tiny.py'
+    cfg.write_text(f"_base_ = '{TINY}'\n{data_overrides(synthetic_root)}"
+                   'train_cfg = dict(max_epochs=2, val_interval=2)\n'
+                   "param_scheduler = [dict(type='MultiStepLR', by_epoch=True, "
+                   'begin=0, end=3, milestones=[1, 2], gamma=0.1)]\n'
+                   'default_hooks = dict(logger=dict(interval=1), '
+                   'checkpoint=dict(interval=1))\n'
+                   'randomness = dict(seed=0)\n')
+    work_dir = tmp / 'work'
+    run_tool(python_tool('train.py') + [str(cfg), '--work-dir', str(work_dir)],
+             cwd=ROOT)
+    return cfg, work_dir

@@ -1,4 +1,5 @@
-"""The weights_only allowlist reads mmengine checkpoints and nothing more."""
+"""Checkpoint loading on torch >= 2.6: the weights_only allowlist reads
+mmengine checkpoints and nothing more; the torch-safe hook round-trips."""
 import io
 import pickle
 
@@ -8,6 +9,7 @@ import torch
 from mmengine.logging import HistoryBuffer, MessageHub
 
 import mmdet_eakd  # noqa: F401  (installs the allowlist)
+from mmdet_eakd.engine import TorchSafeCheckpointHook
 
 
 def _roundtrip(obj):
@@ -57,3 +59,26 @@ class _Arbitrary:
 def test_arbitrary_objects_are_still_refused():
     with pytest.raises(pickle.UnpicklingError, match='Unsupported global'):
         _roundtrip({'x': _Arbitrary()})
+
+
+def test_torch_safe_hook_round_trips_message_hub():
+    hub = MessageHub.get_instance('safe_hook_test')
+    for value in (3.0, 1.0, 2.0):
+        hub.update_scalar('train/loss', value, count=2)
+    hub.update_info('eta', np.float64(12.5))
+    checkpoint = {'message_hub': hub.state_dict(), 'meta': {}}
+    hook = TorchSafeCheckpointHook()
+    hook.before_save_checkpoint(None, checkpoint)
+    buffer = io.BytesIO()
+    torch.save(checkpoint, buffer)
+    buffer.seek(0)
+    # plain torch with only torch's default safe globals
+    with torch.serialization.safe_globals([]):
+        loaded = torch.load(buffer, weights_only=True)
+    assert loaded['message_hub']['runtime_info']['eta'] == 12.5
+    hook.after_load_checkpoint(None, loaded)
+    restored = loaded['message_hub']['log_scalars']['train/loss']
+    assert isinstance(restored, HistoryBuffer)
+    logs, counts = restored.data
+    assert logs.tolist() == [3.0, 1.0, 2.0] and counts.tolist() == [2, 2, 2]
+    assert restored.mean() == pytest.approx(6.0 / 6)  # sum(logs) / sum(counts)

@@ -1,14 +1,9 @@
 """Foundation: registration, configs, train/test tools, resume, CPU DDP."""
-import json
-from pathlib import Path
-
 import pytest
 import torch
-from conftest import (ROOT, SYNTHETIC_CONFIGS, data_overrides, python_tool,
-                      run_tool)
+from conftest import (ROOT, TINY, data_overrides, python_tool, read_scalars,
+                      read_test_metrics, run_tool)
 from mmengine.config import Config
-
-TINY = SYNTHETIC_CONFIGS / 'frcnn_tiny_synthetic.py'
 
 
 def test_import_registers_modules():
@@ -41,50 +36,10 @@ def test_synthetic_config_classes_match_generator():
     assert cfg.model.roi_head.bbox_head.num_classes == len(CLASSES)
 
 
-def _train(config: Path, work_dir: Path, *extra: str):
-    return run_tool(
-        python_tool('train.py') + [str(config), '--work-dir',
-                                   str(work_dir), *extra], cwd=ROOT)
-
-
-def read_test_metrics(work_dir: Path) -> list:
-    """Metrics that tools/test.py logged as JSON under ``work_dir``."""
-    files = sorted(work_dir.glob('*/*.json'))
-    assert files, f'no metrics json under {work_dir}'
-    return [json.loads(line) for path in files
-            for line in path.read_text().splitlines()]
-
-
-def _read_scalars(work_dir: Path) -> list:
-    files = sorted(work_dir.glob('*/vis_data/scalars.json'))
-    assert files, f'no scalars.json under {work_dir}'
-    records = []
-    for path in files:
-        records += [json.loads(line) for line in path.read_text().splitlines()]
-    return records
-
-
-@pytest.fixture(scope='module')
-def trained_tiny(tmp_path_factory, synthetic_root):
-    """The tiny plain Faster R-CNN trained 2 epochs by tools/train.py."""
-    tmp = tmp_path_factory.mktemp('tiny')
-    cfg = tmp / 'tiny.py'
-    cfg.write_text(f"_base_ = '{TINY}'\n{data_overrides(synthetic_root)}"
-                   'train_cfg = dict(max_epochs=2, val_interval=2)\n'
-                   "param_scheduler = [dict(type='MultiStepLR', by_epoch=True, "
-                   'begin=0, end=3, milestones=[1, 2], gamma=0.1)]\n'
-                   'default_hooks = dict(logger=dict(interval=1), '
-                   'checkpoint=dict(interval=1))\n'
-                   'randomness = dict(seed=0)\n')
-    work_dir = tmp / 'work'
-    _train(cfg, work_dir)
-    return cfg, work_dir
-
-
 def test_train_and_test_report_coco_ap(trained_tiny, tmp_path):
     cfg, work_dir = trained_tiny
     assert (work_dir / 'epoch_2.pth').is_file()
-    val = [r for r in _read_scalars(work_dir) if 'coco/bbox_mAP' in r]
+    val = [r for r in read_scalars(work_dir) if 'coco/bbox_mAP' in r]
     assert val, 'training did not evaluate'
     result = run_tool(
         python_tool('test.py') +
@@ -113,6 +68,8 @@ class ResumeProbeHook(Hook):
         torch.save(dict(
             epoch=runner.epoch, iter=runner.iter,
             optimizer=runner.optim_wrapper.state_dict(),
+            hub_types=sorted({type(v).__name__ for v in
+                              runner.message_hub.log_scalars.values()}),
             schedulers=[s.state_dict() for s in runner.param_schedulers]),
             self.out)
 """
@@ -157,9 +114,11 @@ def test_resume_continues_run(trained_tiny, tmp_path):
         assert torch.equal(buffers['momentum_buffer'],
                            loaded['state'][key]['momentum_buffer'])
     assert state['schedulers'] == ckpt2['param_schedulers']
+    # the message hub was restored with its HistoryBuffers
+    assert state['hub_types'] == ['HistoryBuffer']
     # only epoch 3 was trained, with the lr after milestones 1 and 2 (0.01x;
     # a schedule restarted from scratch would give 1x)
-    records = [r for r in _read_scalars(resumed) if 'lr' in r]
+    records = [r for r in read_scalars(resumed) if 'lr' in r]
     assert records and all(r['epoch'] == 3 for r in records)
     base_lr = saved['param_groups'][0]['initial_lr']
     assert all(r['lr'] == pytest.approx(0.01 * base_lr) for r in records)
@@ -187,3 +146,18 @@ def test_dist_train_two_cpu_processes(tmp_path, synthetic_root):
     assert sorted(p.name for p in work_dir.glob('*.pth')) == ['epoch_1.pth']
     ckpt = torch.load(work_dir / 'epoch_1.pth', map_location='cpu')
     assert not any(k.startswith('module.') for k in ckpt['state_dict'])
+
+
+def test_checkpoints_load_with_plain_torch(trained_tiny):
+    """A fresh interpreter without mmdet_eakd reads a training checkpoint of
+    tools/train.py with torch.load's default weights_only=True."""
+    import subprocess
+    import sys
+    _, work_dir = trained_tiny
+    code = ('import torch; c = torch.load(%r); '
+            "print(sorted(c), len(c['state_dict']))" %
+            str(work_dir / 'epoch_2.pth'))
+    result = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "'message_hub'" in result.stdout and "'optimizer'" in result.stdout

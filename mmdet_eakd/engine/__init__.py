@@ -1,8 +1,10 @@
 from .checkpoint import allow_mmengine_checkpoints, mmengine_checkpoint_globals
-from .mmdet_tools import load_mmdet_tool
+from .hooks import TorchSafeCheckpointHook
+from .mmdet_tools import load_mmdet_tool, mmdet_tool_candidates
 from .runner import EAKDRunner, StudentRunner
 
 __all__ = [
     'allow_mmengine_checkpoints', 'mmengine_checkpoint_globals',
-    'load_mmdet_tool', 'EAKDRunner', 'StudentRunner'
+    'load_mmdet_tool', 'mmdet_tool_candidates', 'EAKDRunner',
+    'StudentRunner', 'TorchSafeCheckpointHook'
 ]

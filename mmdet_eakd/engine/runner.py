@@ -1,10 +1,12 @@
-"""A :class:`mmengine.runner.Runner` that also trains distributed on CPU-only torch.
+"""The :class:`mmengine.runner.Runner` of this package's tools.
 
-mmengine 0.10.7 assumes CUDA when it starts a distributed run:
-``init_dist('pytorch')`` calls ``torch.cuda.set_device`` and ``wrap_model`` passes
-``device_ids=[LOCAL_RANK]`` to DDP, both of which fail for a CPU build of torch.
-:class:`EAKDRunner` initialises the process group with gloo itself in that case and
-wraps the model in DDP without device ids; with CUDA it is plain ``Runner``.
+* mmengine 0.10.7 assumes CUDA when it starts a distributed run:
+  ``init_dist('pytorch')`` calls ``torch.cuda.set_device`` and ``wrap_model``
+  passes ``device_ids=[LOCAL_RANK]`` to DDP, both of which fail for a CPU build
+  of torch. :class:`EAKDRunner` initialises the process group with gloo itself
+  in that case and wraps the model in DDP without device ids.
+* Its checkpoints load with plain ``torch.load`` (see
+  :class:`TorchSafeCheckpointHook`).
 """
 import copy
 import datetime
@@ -20,6 +22,7 @@ from mmengine.runner import Runner
 
 from mmdet.registry import RUNNERS
 from ..models import student_model_config
+from .hooks import TorchSafeCheckpointHook
 
 
 def cpu_only() -> bool:
@@ -29,7 +32,14 @@ def cpu_only() -> bool:
 
 @RUNNERS.register_module()
 class EAKDRunner(Runner):
-    """``Runner`` with working distributed training on CPU-only machines."""
+    """``Runner`` with CPU distributed training and torch-safe checkpoints."""
+
+    def register_hooks(self, default_hooks=None, custom_hooks=None) -> None:
+        """Register the configured hooks and :class:`TorchSafeCheckpointHook`."""
+        super().register_hooks(default_hooks, custom_hooks)
+        if not any(isinstance(hook, TorchSafeCheckpointHook)
+                   for hook in self.hooks):
+            self.register_hook(TorchSafeCheckpointHook())
 
     def setup_env(self, env_cfg: dict) -> None:
         """Start a gloo process group on CPU, then run ``Runner.setup_env``.

@@ -1,6 +1,7 @@
 # A shrunk Faster R-CNN FPN for 160 px images on a CPU: ResNet-18 layout with
-# 16 base channels, 32 FPN channels, a 128-wide box head and 128 RoIs per image.
-# Random initialisation (no downloads).
+# 16 base channels, 32 FPN channels, a 128-wide box head, 300 proposals and 64
+# sampled RoIs per image, RoIAlign with 2x2 samples per bin (mmcv's CPU RoIAlign
+# backward dominates a step otherwise). Random initialisation (no downloads).
 model = dict(
     type='FasterRCNN',
     data_preprocessor=dict(
@@ -45,7 +46,7 @@ model = dict(
         type='StandardRoIHead',
         bbox_roi_extractor=dict(
             type='SingleRoIExtractor',
-            roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=0),
+            roi_layer=dict(type='RoIAlign', output_size=7, sampling_ratio=2),
             out_channels=32,
             featmap_strides=[4, 8, 16, 32]),
         bbox_head=dict(
@@ -81,7 +82,7 @@ model = dict(
             pos_weight=-1,
             debug=False),
         rpn_proposal=dict(
-            nms_pre=1000,
+            nms_pre=300,
             max_per_img=300,
             nms=dict(type='nms', iou_threshold=0.7),
             min_bbox_size=0),
@@ -95,7 +96,7 @@ model = dict(
                 ignore_iof_thr=-1),
             sampler=dict(
                 type='RandomSampler',
-                num=128,
+                num=64,
                 pos_fraction=0.25,
                 neg_pos_ub=-1,
                 add_gt_as_proposals=True),
@@ -103,7 +104,7 @@ model = dict(
             debug=False)),
     test_cfg=dict(
         rpn=dict(
-            nms_pre=500,
+            nms_pre=300,
             max_per_img=300,
             nms=dict(type='nms', iou_threshold=0.7),
             min_bbox_size=0),

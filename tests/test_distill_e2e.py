@@ -1,0 +1,108 @@
+"""A distillation run end to end: DDP training, resume, plain-student testing."""
+import pytest
+import torch
+from conftest import (ROOT, SYNTHETIC_CONFIGS, TINY, data_overrides,
+                      python_tool, read_scalars, read_test_metrics, run_tool)
+
+from mmdet_eakd.engine import mmdet_tool_candidates
+
+EAKD = SYNTHETIC_CONFIGS / 'eakd_frcnn_teacher_tiny_synthetic.py'
+
+
+@pytest.fixture(scope='module')
+def distilled(tmp_path_factory, synthetic_root, trained_tiny):
+    """EA-KD from the suite's trained tiny detector: 1 epoch on 2 CPU
+    processes (DDP, gloo), then resumed to 2 epochs in one process."""
+    _, teacher_dir = trained_tiny
+    tmp = tmp_path_factory.mktemp('distill')
+    cfg = tmp / 'eakd.py'
+    cfg.write_text(
+        f"_base_ = '{EAKD}'\n"
+        f'{data_overrides(synthetic_root, batch_size=2)}'
+        f"model = dict(teacher=dict(config='{TINY}', "
+        f"checkpoint='{teacher_dir / 'epoch_2.pth'}'))\n"
+        'train_cfg = dict(max_epochs=1, val_interval=1)\n'
+        'default_hooks = dict(logger=dict(interval=1), '
+        'checkpoint=dict(interval=1))\n'
+        'randomness = dict(seed=0)\n')
+    work_dir = tmp / 'work'
+    run_tool([
+        'bash', str(ROOT / 'tools' / 'dist_train.sh'), str(cfg), '2',
+        '--work-dir', str(work_dir)
+    ], cwd=ROOT, env={'PORT': '29531'})
+    resumed = run_tool(
+        python_tool('train.py') + [
+            str(cfg), '--work-dir', str(work_dir), '--resume', '--cfg-options',
+            'train_cfg.max_epochs=2', 'train_cfg.val_interval=2'
+        ], cwd=ROOT)
+    return cfg, work_dir, resumed.stdout + resumed.stderr
+
+
+def test_distillation_trains_under_ddp_and_resumes(distilled):
+    _, work_dir, resume_log = distilled
+    assert 'resumed epoch: 1' in resume_log
+    records = [r for r in read_scalars(work_dir) if 'loss_kd' in r]
+    # epoch 1 on 2 ranks (24 images / (2 x 2) = 6 iterations), epoch 2 on one
+    # process (12 iterations); EA statistics are logged next to the losses
+    assert {r['epoch'] for r in records} == {1, 2}
+    assert max(r['iter'] for r in records if r['epoch'] == 1) == 6
+    for record in records:
+        assert 0 <= record['ea_weight'] <= torch.log(torch.tensor(5.)).item()
+        assert record['entropy_t'] >= 0 and record['entropy_s'] >= 0
+    ckpt = torch.load(work_dir / 'epoch_2.pth', map_location='cpu')
+    assert not any('teacher' in key for key in ckpt['state_dict'])
+    assert sorted(p.name for p in work_dir.glob('*.pth')) == [
+        'epoch_1.pth', 'epoch_2.pth'
+    ]
+
+
+def _coco(work_dir):
+    metrics = [r for r in read_test_metrics(work_dir) if 'coco/bbox_mAP' in r]
+    assert len(metrics) == 1
+    return {k: v for k, v in metrics[0].items() if k.startswith('coco/')}
+
+
+def test_student_evaluates_the_same_everywhere(distilled, synthetic_root,
+                                               tmp_path):
+    """tools/test.py on the distillation config (no teacher: its checkpoint
+    path does not even exist), on the plain student config, and mmdet's own
+    tools/test.py on the plain student config give the same COCO numbers."""
+    _, work_dir, _ = distilled
+    ckpt = str(work_dir / 'epoch_2.pth')
+    distill_cfg = tmp_path / 'distill_test.py'
+    distill_cfg.write_text(
+        f"_base_ = '{EAKD}'\n{data_overrides(synthetic_root)}"
+        "model = dict(teacher=dict(checkpoint='/nonexistent/teacher.pth'))\n")
+    plain_cfg = tmp_path / 'plain_test.py'
+    plain_cfg.write_text(f"_base_ = '{TINY}'\n{data_overrides(synthetic_root)}")
+    mmdet_test = next(p for p in mmdet_tool_candidates('test') if p.is_file())
+
+    results = {}
+    for name, tool, cfg in (
+        ('ours_distill_cfg', python_tool('test.py'), distill_cfg),
+        ('ours_plain_cfg', python_tool('test.py'), plain_cfg),
+        ('mmdet_plain_cfg', [python_tool('test.py')[0], str(mmdet_test)],
+         plain_cfg),
+    ):
+        run_tool(tool + [str(cfg), ckpt, '--work-dir', str(tmp_path / name)],
+                 cwd=ROOT)
+        results[name] = _coco(tmp_path / name)
+    assert results['ours_distill_cfg'] == results['ours_plain_cfg']
+    assert results['ours_plain_cfg'] == results['mmdet_plain_cfg']
+    assert set(results['mmdet_plain_cfg']) >= {
+        'coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75'
+    }
+
+
+def test_det_inferencer_loads_the_distilled_checkpoint(distilled,
+                                                      synthetic_root):
+    from mmdet.apis import DetInferencer
+    _, work_dir, _ = distilled
+    inferencer = DetInferencer(
+        model=str(TINY), weights=str(work_dir / 'epoch_2.pth'), device='cpu',
+        show_progress=False)
+    image = sorted((synthetic_root / 'val').glob('*.png'))[0]
+    result = inferencer(str(image), no_save_vis=True, return_vis=False)
+    prediction = result['predictions'][0]
+    assert len(prediction['bboxes']) == len(prediction['scores']) == len(
+        prediction['labels'])
