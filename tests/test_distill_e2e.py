@@ -24,7 +24,10 @@ def distilled(tmp_path_factory, synthetic_root, trained_tiny):
         'train_cfg = dict(max_epochs=1, val_interval=1)\n'
         'default_hooks = dict(logger=dict(interval=1), '
         'checkpoint=dict(interval=1))\n'
-        'randomness = dict(seed=0)\n')
+        'randomness = dict(seed=0)\n'
+        # the README's snippet: EA statistics also go to TensorBoard
+        "visualizer = dict(type='DetLocalVisualizer', vis_backends=["
+        "dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])\n")
     work_dir = tmp / 'work'
     run_tool([
         'bash', str(ROOT / 'tools' / 'dist_train.sh'), str(cfg), '2',
@@ -54,6 +57,19 @@ def test_distillation_trains_under_ddp_and_resumes(distilled):
     assert sorted(p.name for p in work_dir.glob('*.pth')) == [
         'epoch_1.pth', 'epoch_2.pth'
     ]
+
+
+def test_ea_statistics_reach_tensorboard(distilled):
+    from tensorboard.backend.event_processing.event_accumulator import \
+        EventAccumulator
+    _, work_dir, _ = distilled
+    event_dirs = sorted(work_dir.glob('*/vis_data'))
+    tags = set()
+    for event_dir in event_dirs:
+        accumulator = EventAccumulator(str(event_dir))
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()['scalars'])
+    assert {'loss_kd', 'ea_weight', 'entropy_t', 'entropy_s'} <= tags, tags
 
 
 def _coco(work_dir):

@@ -1,4 +1,7 @@
 """Foundation: registration, configs, train/test tools, resume, CPU DDP."""
+import subprocess
+import sys
+
 import pytest
 import torch
 from conftest import (ROOT, TINY, data_overrides, python_tool, read_scalars,
@@ -110,9 +113,11 @@ def test_resume_continues_run(trained_tiny, tmp_path):
     saved, loaded = ckpt2['optimizer'], state['optimizer']
     assert saved['param_groups'] == loaded['param_groups']
     assert saved['state'].keys() == loaded['state'].keys()
-    for key, buffers in saved['state'].items():
-        assert torch.equal(buffers['momentum_buffer'],
-                           loaded['state'][key]['momentum_buffer'])
+    for key, buffers in saved['state'].items():  # e.g. AdamW's exp_avg
+        assert buffers.keys() == loaded['state'][key].keys()
+        for name, value in buffers.items():
+            assert torch.equal(torch.as_tensor(value),
+                               torch.as_tensor(loaded['state'][key][name]))
     assert state['schedulers'] == ckpt2['param_schedulers']
     # the message hub was restored with its HistoryBuffers
     assert state['hub_types'] == ['HistoryBuffer']
@@ -151,8 +156,6 @@ def test_dist_train_two_cpu_processes(tmp_path, synthetic_root):
 def test_checkpoints_load_with_plain_torch(trained_tiny):
     """A fresh interpreter without mmdet_eakd reads a training checkpoint of
     tools/train.py with torch.load's default weights_only=True."""
-    import subprocess
-    import sys
     _, work_dir = trained_tiny
     code = ('import torch; c = torch.load(%r); '
             "print(sorted(c), len(c['state_dict']))" %
@@ -161,3 +164,29 @@ def test_checkpoints_load_with_plain_torch(trained_tiny):
                             text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "'message_hub'" in result.stdout and "'optimizer'" in result.stdout
+
+
+def test_resume_from_a_plain_mmdet_checkpoint(tmp_path, synthetic_root):
+    """A checkpoint written by mmdet's own tools/train.py (HistoryBuffers,
+    numpy) resumes with tools/train.py thanks to the narrow allowlist."""
+    from mmdet_eakd.engine import mmdet_tool_candidates
+    mmdet_train = next(p for p in mmdet_tool_candidates('train')
+                       if p.is_file())
+    cfg = tmp_path / 'plain.py'
+    cfg.write_text(f"_base_ = '{TINY}'\n{data_overrides(synthetic_root)}"
+                   'train_cfg = dict(max_epochs=1, val_interval=5)\n')
+    work_dir = tmp_path / 'work'
+    run_tool([python_tool('train.py')[0], str(mmdet_train), str(cfg),
+              '--work-dir', str(work_dir)], cwd=ROOT)
+    plain = subprocess.run(
+        [python_tool('train.py')[0], '-c',
+         f"import torch; torch.load('{work_dir / 'epoch_1.pth'}')"],
+        capture_output=True, text=True)
+    assert plain.returncode != 0 and 'UnpicklingError' in plain.stderr
+    result = run_tool(
+        python_tool('train.py') + [
+            str(cfg), '--work-dir', str(work_dir), '--resume',
+            '--cfg-options', 'train_cfg.max_epochs=2'
+        ], cwd=ROOT)
+    assert 'resumed epoch: 1' in result.stdout + result.stderr
+    assert (work_dir / 'epoch_2.pth').is_file()
