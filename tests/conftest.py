@@ -1,9 +1,11 @@
 """Shared fixtures: the repository, a small synthetic data set, tool runners."""
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Callable, Dict, List
 
 import pytest
@@ -62,6 +64,15 @@ def run_tool(args: List[str], cwd: Path, env: Dict[str, str] = None,
             f'--- stdout ---\n{result.stdout[-6000:]}\n'
             f'--- stderr ---\n{result.stderr[-6000:]}')
     return result
+
+
+def load_tool(name: str) -> ModuleType:
+    """Import ``tools/<name>.py`` as a module (without running it)."""
+    spec = importlib.util.spec_from_file_location(
+        name, ROOT / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def python_tool(name: str) -> List[str]:

@@ -1,11 +1,10 @@
 """tools/analyze_entropy.py and its pure statistics module."""
-import importlib.util
 import json
 import math
 
 import pytest
 import torch
-from conftest import ROOT, SYNTHETIC_CONFIGS
+from conftest import SYNTHETIC_CONFIGS, load_tool
 from mmengine.config import Config
 from PIL import Image
 
@@ -23,14 +22,6 @@ PLOTS = ('entropy_hist.png', 'loss_share_quartiles.png',
          'ea_weight_entropy.png')
 TAILS = ('Q4', 'Q3+Q4', 'Q2+Q3+Q4')
 
-
-def load_tool():
-    """Import tools/analyze_entropy.py as a module."""
-    spec = importlib.util.spec_from_file_location(
-        'analyze_entropy', ROOT / 'tools' / 'analyze_entropy.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---------------------------------------------------------------- pure stats
@@ -177,7 +168,7 @@ def test_tool_plots_and_summary(synthetic_root, spread_teacher_ckpt,
                                 tmp_path, capsys):
     out_dir = tmp_path / 'out'
     max_rois = 3 * ROIS_PER_IMAGE + 5  # < the 2 batches x 2 images sampled
-    status = load_tool().main([
+    status = load_tool('analyze_entropy').main([
         str(TEACHER_CFG), str(spread_teacher_ckpt), '--student-config',
         str(STUDENT_CFG), '--num-batches', '2', '--max-rois', str(max_rois),
         '--out-dir', str(out_dir)
@@ -229,7 +220,7 @@ def test_tool_plots_and_summary(synthetic_root, spread_teacher_ckpt,
 
 def test_tool_samples_with_the_teacher_without_student(
         synthetic_root, spread_teacher_ckpt, tmp_path, capsys):
-    tool = load_tool()
+    tool = load_tool('analyze_entropy')
     out_dir = tmp_path / 'out'
     status = tool.main([
         str(TEACHER_CFG), str(spread_teacher_ckpt), '--num-batches', '1',
@@ -248,7 +239,7 @@ def test_tool_samples_with_the_teacher_without_student(
 
 
 def test_tool_errors(spread_teacher_ckpt, tmp_path, capsys, write_config):
-    tool = load_tool()
+    tool = load_tool('analyze_entropy')
     missing = str(tmp_path / 'missing.pth')
     assert tool.main([str(TEACHER_CFG), missing]) == 1
     assert 'Teacher checkpoint' in capsys.readouterr().err

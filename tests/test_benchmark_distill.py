@@ -2,27 +2,18 @@
 
 Not a timed test: a tiny configuration (demo configs, 64x64 image, one step).
 """
-import importlib.util
 import json
 import math
 
 import pytest
-from conftest import ROOT, SYNTHETIC_CONFIGS, python_tool, run_tool
+from conftest import SYNTHETIC_CONFIGS, load_tool, python_tool, run_tool
 
 EAKD_CFG = SYNTHETIC_CONFIGS / 'eakd_frcnn_teacher_tiny_synthetic.py'
 
 
-def load_tool():
-    """Import the tool script as a module."""
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_distill', ROOT / 'tools' / 'benchmark_distill.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 def test_tiny_run_writes_all_variants_and_ratios(tmp_path):
-    tool = load_tool()
+    tool = load_tool('benchmark_distill')
     out = tmp_path / 'bench.json'
     result = run_tool(
         python_tool('benchmark_distill.py') + [
@@ -59,14 +50,14 @@ def test_tiny_run_writes_all_variants_and_ratios(tmp_path):
     (['--device', 'tpu'], '--device must be cpu or cuda'),
 ])
 def test_bad_args_fail_clearly(argv, match, capsys):
-    tool = load_tool()
+    tool = load_tool('benchmark_distill')
     with pytest.raises(SystemExit):
         tool.parse_args(['--config', str(EAKD_CFG)] + argv)
     assert match in capsys.readouterr().err
 
 
 def test_missing_config_fails_clearly(capsys):
-    tool = load_tool()
+    tool = load_tool('benchmark_distill')
     with pytest.raises(SystemExit):
         tool.parse_args(['--config', 'nope.py'])
     assert "config 'nope.py' does not exist" in capsys.readouterr().err
