@@ -81,8 +81,9 @@ def _coco(work_dir):
 def test_student_evaluates_the_same_everywhere(distilled, synthetic_root,
                                                tmp_path):
     """tools/test.py on the distillation config (no teacher: its checkpoint
-    path does not even exist), on the plain student config, and mmdet's own
-    tools/test.py on the plain student config give the same COCO numbers."""
+    path does not even exist), on the plain student config, mmdet's own
+    tools/test.py on the plain student config, and tools/dist_test.sh with 2
+    processes give the same COCO numbers."""
     _, work_dir, _ = distilled
     ckpt = str(work_dir / 'epoch_2.pth')
     distill_cfg = tmp_path / 'distill_test.py'
@@ -103,8 +104,15 @@ def test_student_evaluates_the_same_everywhere(distilled, synthetic_root,
         run_tool(tool + [str(cfg), ckpt, '--work-dir', str(tmp_path / name)],
                  cwd=ROOT)
         results[name] = _coco(tmp_path / name)
+    # and the 2-process CPU launch of tools/dist_test.sh
+    run_tool([
+        'bash', str(ROOT / 'tools' / 'dist_test.sh'), str(distill_cfg), ckpt,
+        '2', '--work-dir', str(tmp_path / 'dist')
+    ], cwd=ROOT, env={'PORT': '29533'})
+    results['dist_distill_cfg'] = _coco(tmp_path / 'dist')
     assert results['ours_distill_cfg'] == results['ours_plain_cfg']
     assert results['ours_plain_cfg'] == results['mmdet_plain_cfg']
+    assert results['dist_distill_cfg'] == results['ours_plain_cfg']
     assert set(results['mmdet_plain_cfg']) >= {
         'coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75'
     }

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# torchrun launcher shared by dist_train.sh and dist_test.sh (mmdet's conventions).
+#   tools/dist_run.sh SCRIPT NUM_PROCESSES [SCRIPT arguments...]
+# Multi-node: NNODES, NODE_RANK, MASTER_ADDR and PORT as in mmdet. PYTHON picks
+# the interpreter (default: python).
+set -euo pipefail
+SCRIPT=$1
+NPROC=$2
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+PYTHONPATH="$ROOT:${PYTHONPATH:-}" \
+exec "${PYTHON:-python}" -m torch.distributed.run \
+    --nnodes="${NNODES:-1}" \
+    --node_rank="${NODE_RANK:-0}" \
+    --master_addr="${MASTER_ADDR:-127.0.0.1}" \
+    --nproc_per_node="$NPROC" \
+    --master_port="${PORT:-29500}" \
+    "$ROOT/tools/$SCRIPT" "${@:3}"
