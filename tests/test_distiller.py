@@ -139,6 +139,21 @@ def test_checkpoint_is_plain_student(model, tmp_path):
     plain.load_state_dict(model.state_dict(), strict=True)
 
 
+def test_deepcopy_shares_the_frozen_teacher(model):
+    """EMA hooks deep-copy the model: the student is copied, the teacher is
+    shared (no second copy of its weights)."""
+    copied = copy.deepcopy(model)
+    assert copied.teacher is model.teacher
+    assert copied.roi_head is not model.roi_head
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, copied.state_dict()[key])
+        assert value.data_ptr() != copied.state_dict()[key].data_ptr()
+    copied.train()
+    log = copied.train_step(
+        batch(6), OptimWrapper(torch.optim.SGD(copied.parameters(), lr=0.01)))
+    assert torch.isfinite(log['loss_kd'])
+
+
 def test_teacher_follows_student_device_and_mode(model):
     model.train()
     assert not model.teacher.training

@@ -117,6 +117,18 @@ class RoIDistillTwoStageDetector(TwoStageDetector):
         self._teacher_takes_student_inputs = same_input_format(
             self.data_preprocessor, teacher_model.data_preprocessor)
 
+    def __deepcopy__(self, memo: dict) -> 'RoIDistillTwoStageDetector':
+        """Deep-copy the student; the frozen teacher is shared, not copied.
+
+        EMA hooks (e.g. mmdet's ``ExpMomentumEMA``) deep-copy the model; a
+        copy of a large teacher would only cost memory.
+        """
+        memo[id(self.teacher)] = self.teacher
+        copied = self.__class__.__new__(self.__class__)
+        memo[id(self)] = copied
+        copied.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return copied
+
     def _apply(self, fn, *args, **kwargs):
         """Move/cast the teacher together with the student."""
         teacher = self.__dict__.get('teacher')
