@@ -7,13 +7,15 @@ A distillation config is evaluated as its plain student: the teacher is neither
 built nor loaded, so it needs no teacher checkpoint.
 """
 import mmdet_eakd  # noqa: F401  (registers modules, allowlists checkpoints)
-from mmdet_eakd.engine import StudentRunner, load_mmdet_tool
+from mmdet_eakd.engine import (StudentRunner, destroy_process_group,
+                               load_mmdet_tool)
 
 
 def main() -> None:
     tool = load_mmdet_tool('test')
     tool.Runner = StudentRunner
     tool.main()
+    destroy_process_group()
 
 
 if __name__ == '__main__':

@@ -11,13 +11,15 @@ Same command line as mmdet's tool (``--work-dir``, ``--amp``, ``--resume
   ``tools/dist_train.sh CONFIG 2`` on a machine without a GPU.
 """
 import mmdet_eakd  # noqa: F401  (registers modules, allowlists checkpoints)
-from mmdet_eakd.engine import EAKDRunner, load_mmdet_tool
+from mmdet_eakd.engine import (EAKDRunner, destroy_process_group,
+                               load_mmdet_tool)
 
 
 def main() -> None:
     tool = load_mmdet_tool('train')
     tool.Runner = EAKDRunner
     tool.main()
+    destroy_process_group()
 
 
 if __name__ == '__main__':

@@ -101,3 +101,14 @@ class StudentRunner(EAKDRunner):
         cfg = copy.deepcopy(cfg)
         cfg.model = student_model_config(cfg.model)
         return super().from_cfg(cfg)
+
+
+def destroy_process_group() -> None:
+    """Tear the process group down before the interpreter exits.
+
+    mmengine never destroys it; gloo's threads then die with the interpreter,
+    which intermittently aborts a rank ("terminate called without an active
+    exception") after a run that finished.
+    """
+    if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()
