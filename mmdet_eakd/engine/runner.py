@@ -104,11 +104,14 @@ class StudentRunner(EAKDRunner):
 
 
 def destroy_process_group() -> None:
-    """Tear the process group down before the interpreter exits.
+    """Tear the process group down, on every rank together, before exit.
 
-    mmengine never destroys it; gloo's threads then die with the interpreter,
-    which intermittently aborts a rank ("terminate called without an active
-    exception") after a run that finished.
+    mmengine never destroys it. A rank that exits while another is still
+    working (e.g. rank 0 computing the COCO metrics) closes its gloo
+    connections under the other's feet, which intermittently aborts a rank
+    ("terminate called without an active exception") after a run that
+    finished. A barrier first lets every rank finish, then all destroy.
     """
     if torch_dist.is_available() and torch_dist.is_initialized():
+        torch_dist.barrier()
         torch_dist.destroy_process_group()
