@@ -138,19 +138,10 @@ def latest_checkpoint(work_dir: Path) -> Path:
 def write_init_checkpoint(path: Path, seed: int) -> None:
     """Initial student weights shared by the three students (same init)."""
     import torch
-    from mmengine.config import Config
-    from mmengine.logging import MMLogger
-    from mmengine.runner import set_random_seed
 
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    register_all_modules()
-    set_random_seed(seed)
-    model = MODELS.build(Config.fromfile(str(STUDENTS[0][1])).model)
-    # init_weights logs every parameter's init at INFO to the current logger
-    MMLogger.get_instance('demo_init', log_level='WARNING')
-    model.init_weights()
+    from mmdet_eakd.utils import build_offline_model
     path.parent.mkdir(parents=True, exist_ok=True)
+    model = build_offline_model(STUDENTS[0][1], path.parent, seed=seed)
     torch.save({'state_dict': model.state_dict(), 'meta': {'seed': seed}},
                path)
 
