@@ -255,6 +255,6 @@ def test_tool_errors(spread_teacher_ckpt, tmp_path, capsys, write_config):
         str(three_classes), str(spread_teacher_ckpt), '--student-config',
         str(STUDENT_CFG)
     ]) == 1
-    assert 'classifies 3 classes but the student 4' in capsys.readouterr().err
+    assert 'classifies 3 classes but the student 8' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         tool.main([str(TEACHER_CFG), missing, '--student-checkpoint', missing])

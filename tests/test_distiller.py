@@ -48,7 +48,7 @@ def batch(seed=0, shapes=((3, 160, 160), (3, 128, 160))):
     torch.manual_seed(seed)
     return demo_mm_inputs(
         batch_size=len(shapes), image_shapes=list(shapes), num_items=[3, 2],
-        num_classes=4)
+        num_classes=8)
 
 
 def test_train_step_losses_and_frozen_teacher(model):
@@ -109,10 +109,10 @@ def test_teacher_sees_exactly_the_student_rois(model):
         direct = model.teacher.roi_head._bbox_forward(
             feats, seen['rois'])['cls_score']
     assert torch.equal(seen['teacher'], direct)
-    assert seen['teacher'].shape == (len(seen['rois']), 5)
-    # sampled RoIs: foreground labels 0..3 and background label 4
-    assert set(seen['labels'].tolist()) >= {4}
-    assert seen['labels'].max() == 4 and seen['labels'].min() >= 0
+    assert seen['teacher'].shape == (len(seen['rois']), 9)
+    # sampled RoIs: foreground labels 0..7 and background label 8
+    assert set(seen['labels'].tolist()) >= {8}
+    assert seen['labels'].max() == 8 and seen['labels'].min() >= 0
     assert losses['loss_kd'].requires_grad
 
 
@@ -224,7 +224,7 @@ def test_renormalize_for_caffe_teacher_is_exact():
     ('missing_file', 'does not exist'),
     ('keys', 'Missing keys: .*roi_head.bbox_head.fc_cls.weight.*'
      'Unexpected keys: .*not_a_layer.weight'),
-    ('num_classes', 'teacher classifies 3 classes but the student 4'),
+    ('num_classes', 'teacher classifies 3 classes but the student 8'),
     ('roi_head', 'RoI head is CascadeRoIHead'),
     ('no_checkpoint', 'checkpoint is not set'),
 ])

@@ -13,6 +13,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 from mmdet_eakd.datasets import CLASSES, generate_synthetic_coco
+from mmdet_eakd.datasets.synthetic import FAMILIES
 from mmdet_eakd.datasets import synthetic
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +57,12 @@ def train_coco(dataset: Dict[str, Any]) -> COCO:
 def test_result_and_layout(dataset: Dict[str, Any]) -> None:
     root = Path(dataset['root'])
     assert dataset['generated'] is True
-    assert dataset['classes'] == CLASSES and len(CLASSES) == 4
+    assert dataset['classes'] == CLASSES and len(CLASSES) == 8
+    coco = json.loads(Path(dataset['train_ann_file']).read_text())
+    families = {c['name']: c['supercategory'] for c in coco['categories']}
+    assert families == {name: family for family, members in FAMILIES.items()
+                        for name in members}
+    assert set(families.values()) == {'round', 'box', 'wedge', 'cross'}
     assert dataset['num_train_images'] == NUM_TRAIN
     assert dataset['num_val_images'] == NUM_VAL
     assert len(list((root / 'train').glob('*.png'))) == NUM_TRAIN
@@ -68,7 +74,7 @@ def test_result_and_layout(dataset: Dict[str, Any]) -> None:
 @pytest.mark.parametrize('split', ['train', 'val'])
 def test_valid_coco(dataset: Dict[str, Any], split: str) -> None:
     coco = COCO(dataset[f'{split}_ann_file'])
-    assert coco.getCatIds() == [1, 2, 3, 4]
+    assert coco.getCatIds() == list(range(1, len(CLASSES) + 1))
     assert [c['name'] for c in coco.loadCats(coco.getCatIds())] == list(CLASSES)
     assert len(coco.getImgIds()) == dataset[f'num_{split}_images']
     assert len(coco.getAnnIds()) == dataset[f'num_{split}_annotations']
@@ -80,7 +86,7 @@ def test_valid_coco(dataset: Dict[str, Any], split: str) -> None:
         x, y, w, h = ann['bbox']
         assert w > 0 and h > 0 and x >= 0 and y >= 0
         assert x + w <= IMG_SIZE and y + h <= IMG_SIZE
-        assert ann['iscrowd'] == 0 and ann['category_id'] in (1, 2, 3, 4)
+        assert ann['iscrowd'] == 0 and 1 <= ann['category_id'] <= len(CLASSES)
         assert 0 < ann['area'] <= w * h
         assert coco.annToMask(ann).sum() > 0  # the polygon is accepted
 
@@ -101,8 +107,11 @@ def test_size_distribution(train_coco: COCO) -> None:
 
 def test_class_balance(train_coco: COCO) -> None:
     labels = Counter(a['category_id'] for a in train_coco.loadAnns(train_coco.getAnnIds()))
-    fractions = np.array([labels[c] for c in (1, 2, 3, 4)]) / sum(labels.values())
-    assert fractions.min() > 0.18 and fractions.max() < 0.32, fractions
+    cats = range(1, len(CLASSES) + 1)
+    fractions = np.array([labels[c] for c in cats]) / sum(labels.values())
+    uniform = 1 / len(CLASSES)
+    assert fractions.min() > 0.6 * uniform and fractions.max() < 1.5 * uniform, \
+        fractions
 
 
 def test_overlap_and_visibility(train_coco: COCO) -> None:
@@ -143,14 +152,15 @@ def test_colour_does_not_determine_class(dataset: Dict[str, Any],
                 labels.append(ann['category_id'])
     colours, labels = np.array(colours), np.array(labels)
     hsv = np.array([colorsys.rgb_to_hsv(*(c / 255.0)) for c in colours])
-    for cat in (1, 2, 3, 4):
+    cats = range(1, len(CLASSES) + 1)
+    for cat in cats:
         sel = (labels == cat) & (hsv[:, 1] > 0.2)
         hue_bins = set((hsv[sel, 0] * 12).astype(int) % 12)
         assert len(hue_bins) >= 9, (CLASSES[cat - 1], sorted(hue_bins))
-    # A nearest-class-mean classifier on colour is close to chance (0.25).
-    means = np.stack([colours[labels == c].mean(axis=0) for c in (1, 2, 3, 4)])
+    # A nearest-class-mean classifier on colour is close to chance (1 / 8).
+    means = np.stack([colours[labels == c].mean(axis=0) for c in cats])
     pred = np.argmin(((colours[:, None] - means[None]) ** 2).sum(-1), axis=1) + 1
-    assert (pred == labels).mean() < 0.4
+    assert (pred == labels).mean() < 1.6 / len(CLASSES)
 
 
 def test_deterministic_and_independent_of_count(tmp_path: Path,
@@ -289,4 +299,4 @@ def test_mmdet_coco_dataset_loads(dataset: Dict[str, Any]) -> None:
         for label in item['gt_bboxes_labels']:
             per_class[int(label)] += 1
     assert total == dataset['num_train_annotations']
-    assert sorted(per_class) == [0, 1, 2, 3]
+    assert sorted(per_class) == list(range(len(CLASSES)))

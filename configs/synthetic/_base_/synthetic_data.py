@@ -1,11 +1,14 @@
 # The embedded synthetic COCO-format data set (see mmdet_eakd.datasets.synthetic):
 #   python -m mmdet_eakd.datasets.synthetic --out data/synthetic
-# 160 px images, 4 shape classes; evaluated with COCO AP / AP50 / AP75.
+# 160 px images, 8 shape classes in 4 families of 2 (a shape and its hollow
+# version: circle / ring, square / frame, triangle, cross);
+# evaluated with COCO AP / AP50 / AP75.
 _base_ = 'mmdet::_base_/default_runtime.py'
 
 dataset_type = 'CocoDataset'
 data_root = 'data/synthetic/'
-metainfo = dict(classes=('circle', 'square', 'triangle', 'cross'))
+metainfo = dict(classes=('circle', 'ring', 'square', 'frame', 'triangle',
+                         'hollow_triangle', 'cross', 'hollow_cross'))
 backend_args = None
 
 train_pipeline = [

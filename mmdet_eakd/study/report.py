@@ -1,0 +1,214 @@
+"""The report of a study: Markdown, JSON and a figure.
+
+All metrics are COCO box AP / AP50 / AP75 on the validation split, in points
+(x 100). Differences are paired per seed (see :mod:`.stats`).
+"""
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from .methods import COMPARISONS, METHODS, Regime
+from .runner import METRICS
+from .stats import paired_difference, summarize
+
+LABELS = dict(zip(METRICS, ('AP', 'AP50', 'AP75')))
+
+
+@dataclass
+class StudyReport:
+    """A study's numbers (``data``, JSON-ready) and their Markdown."""
+    data: dict
+    markdown: str
+
+
+def _points(results: Dict[str, dict], method: str, seeds: Sequence[int],
+            metric: str) -> List[float]:
+    return [100 * results[f'{method}/seed{s}']['metrics'][metric]
+            for s in seeds]
+
+
+def _fmt_ci(diff: dict) -> str:
+    if diff['n'] < 2:
+        return f"{diff['mean']:+.2f}"
+    return (f"{diff['mean']:+.2f} [{diff['ci_low']:+.2f}, "
+            f"{diff['ci_high']:+.2f}]")
+
+
+def build_report(regime: Regime, methods: Sequence[str], seeds: Sequence[int],
+                 results: Dict[str, dict], teacher_metrics: Optional[dict],
+                 wall_time_s: float, jobs: int, threads: int,
+                 title: Optional[str] = None,
+                 confidence: float = 0.95) -> StudyReport:
+    """Summaries per method and paired differences, as data and Markdown.
+
+    Args:
+        regime (Regime): The study's regime.
+        methods (Sequence[str]): Method names, in display order.
+        seeds (Sequence[int]): The seeds (each method has one run per seed).
+        results (dict): ``{'{method}/seed{s}': result}`` from the runner.
+        teacher_metrics (dict, optional): The teacher's final metrics.
+        wall_time_s (float): Wall time of the study (all invocations).
+        jobs (int): Parallel trainings.
+        threads (int): Threads per training.
+        title (str, optional): Heading of the Markdown.
+        confidence (float): Level of the paired intervals.
+
+    Returns:
+        StudyReport: ``data`` holds per-seed values, summaries and paired
+        differences for every metric.
+    """
+    per_seed = {m: {LABELS[k]: _points(results, m, seeds, k) for k in METRICS}
+                for m in methods}
+    summaries = {m: {label: summarize(values).as_dict()
+                     for label, values in per_seed[m].items()}
+                 for m in methods}
+    comparisons = []
+    for method, reference in COMPARISONS:
+        if method in methods and reference in methods:
+            comparisons.append(dict(
+                method=method, reference=reference,
+                **{label: paired_difference(per_seed[method][label],
+                                            per_seed[reference][label],
+                                            confidence).as_dict()
+                   for label in LABELS.values()}))
+    train_time = sum(r['train_time_s'] for r in results.values())
+    teacher = ({LABELS[k]: 100 * v for k, v in teacher_metrics.items()}
+               if teacher_metrics else None)
+    data = dict(
+        regime=dict(name=regime.name, teacher_epochs=regime.teacher_epochs,
+                    student_epochs=regime.student_epochs,
+                    num_train=regime.num_train, num_val=regime.num_val,
+                    teacher_config=str(regime.teacher_config.name),
+                    student_config=str(regime.student_config.name),
+                    kd_config=str(regime.kd_config.name)),
+        methods={m: METHODS[m].description for m in methods},
+        seeds=list(seeds), teacher=teacher, per_seed=per_seed,
+        summary=summaries, comparisons=comparisons,
+        interval=f'two-sided Student-t, {int(100 * confidence)}%, over the '
+                 'per-seed paired differences',
+        wall_time_s=round(wall_time_s, 1),
+        total_train_time_s=round(train_time, 1), jobs=jobs,
+        threads_per_job=threads)
+    return StudyReport(data=data, markdown=_markdown(data, title))
+
+
+def _markdown(data: dict, title: Optional[str]) -> str:
+    regime, seeds = data['regime'], data['seeds']
+    lines = [f'## {title or "EA-KD study: " + regime["name"]}', '',
+             f"{len(seeds)} seeds ({', '.join(map(str, seeds))}), paired: per "
+             'seed every method starts from the same initial weights, sees '
+             'the same data order and uses the same teacher. COCO box metrics '
+             f"on {regime['num_val']} validation images "
+             f"({regime['num_train']} training images, students "
+             f"{regime['student_epochs']} epochs, teacher "
+             f"{regime['teacher_epochs']} epochs). Mean ± sample std over "
+             'seeds.', '']
+    lines += ['| method | AP | AP50 | AP75 |', '|---|---|---|---|']
+    if data['teacher']:
+        lines.append('| teacher | ' + ' | '.join(
+            f"{data['teacher'][label]:.1f}" for label in LABELS.values()) +
+            ' |')
+    for method, summary in data['summary'].items():
+        lines.append(f'| {method} | ' + ' | '.join(
+            f"{summary[label]['mean']:.2f} ± {summary[label]['std']:.2f}"
+            for label in LABELS.values()) + ' |')
+    if data['comparisons']:
+        lines += ['', f"Paired differences (mean, {data['interval']}); "
+                  'wins / losses: seeds where the first method scores '
+                  'higher / lower AP.', '',
+                  '| comparison | ΔAP [95% CI] | ΔAP50 [95% CI] | '
+                  'ΔAP75 [95% CI] | wins / losses (AP) | AP verdict |',
+                  '|---|---|---|---|---|---|']
+        for comp in data['comparisons']:
+            ap = comp['AP']
+            verdict = dict(zip(('a > b', 'a < b', 'not resolved'),
+                               (f"{comp['method']} better",
+                                f"{comp['reference']} better",
+                                'not resolved (CI contains 0)')))[
+                                    ap['verdict']]
+            lines.append(
+                f"| {comp['method']} − {comp['reference']} | " +
+                ' | '.join(_fmt_ci(comp[label]) for label in LABELS.values())
+                + f" | {ap['wins']} / {ap['losses']} | {verdict} |")
+    lines += ['', 'AP per seed:', '',
+              '| seed | ' + ' | '.join(data['per_seed']) + ' |',
+              '|---|' + '---|' * len(data['per_seed'])]
+    for i, seed in enumerate(seeds):
+        lines.append(f'| {seed} | ' + ' | '.join(
+            f"{values['AP'][i]:.1f}" for values in data['per_seed'].values())
+            + ' |')
+    lines += ['', f"Wall time {data['wall_time_s'] / 60:.1f} min over all "
+              f"invocations ({data['jobs']} trainings in parallel, "
+              f"{data['threads_per_job']} thread(s) each; training time "
+              f"summed over runs {data['total_train_time_s'] / 60:.1f} min)."]
+    return '\n'.join(lines) + '\n'
+
+
+def _figure(data: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    methods = list(data['per_seed'])
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(11, 4.2), gridspec_kw=dict(width_ratios=[1.2, 1]))
+    xs = range(len(methods))
+    for i, seed in enumerate(data['seeds']):
+        left.plot(xs, [data['per_seed'][m]['AP'][i] for m in methods],
+                  color='0.6', lw=0.8, marker='.', zorder=1,
+                  label='one seed (paired)' if i == 0 else None)
+    means = [data['summary'][m]['AP']['mean'] for m in methods]
+    stds = [data['summary'][m]['AP']['std'] for m in methods]
+    left.errorbar(xs, means, yerr=stds, fmt='o', color='C3', capsize=5,
+                  lw=2, zorder=2, label='mean ± std')
+    if data['teacher']:
+        left.axhline(data['teacher']['AP'], color='C0', ls='--', lw=1,
+                     label=f"teacher {data['teacher']['AP']:.1f}")
+    left.set_xticks(list(xs), methods, rotation=20)
+    left.set_ylabel('COCO AP (val)')
+    left.set_title(f"AP per method, {len(data['seeds'])} seeds")
+    left.legend(fontsize=8)
+
+    comps = data['comparisons']
+    for j, comp in enumerate(comps):
+        ap = comp['AP']
+        diffs = [a - b for a, b in zip(data['per_seed'][comp['method']]['AP'],
+                                       data['per_seed'][comp['reference']]['AP'])]
+        right.scatter(diffs, [j] * len(diffs), color='0.6', s=12, zorder=1)
+        if ap['n'] > 1:
+            right.errorbar(ap['mean'], j, xerr=[[ap['mean'] - ap['ci_low']],
+                                                [ap['ci_high'] - ap['mean']]],
+                           fmt='o', color='C3', capsize=5, lw=2, zorder=2)
+        else:
+            right.plot(ap['mean'], j, 'o', color='C3')
+    right.axvline(0, color='k', lw=0.8)
+    right.set_yticks(range(len(comps)),
+                     [f"{c['method']} − {c['reference']}" for c in comps])
+    right.invert_yaxis()
+    right.set_xlabel('paired ΔAP (points); mean with 95% t-interval')
+    right.set_title('paired differences per seed')
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _json_ready(value):
+    """``value`` with every float ``nan`` replaced by ``None`` (strict JSON)."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def write_report(report: StudyReport, out_dir: Path) -> None:
+    """Write ``study.md``, ``study.json`` and ``study.png`` to ``out_dir``."""
+    out_dir = Path(out_dir)
+    (out_dir / 'study.md').write_text(report.markdown)
+    (out_dir / 'study.json').write_text(
+        json.dumps(_json_ready(report.data), indent=2, allow_nan=False))
+    _figure(report.data, out_dir / 'study.png')

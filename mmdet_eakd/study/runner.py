@@ -1,0 +1,267 @@
+"""Run a seeds x methods study: paired, parallel, resumable.
+
+Layout of a study folder::
+
+    teacher/teacher.pth, teacher.json      the cached teacher (trained once)
+    init/seed{S}.pth                        the students' initial weights
+    runs/{method}/seed{S}/                  one training run: config.py,
+                                            train.log, result.json, ...
+    study.md, study.json, study.png         the report (see report.py)
+
+Paired design: for a seed ``S``, every method starts from ``init/seed{S}.pth``,
+trains with ``randomness.seed = S`` (same data order and augmentation) and the
+distillation methods use the same teacher. A run is done when its
+``result.json`` exists with the same key (a digest of its config, initial
+weights and teacher); a rerun skips it, so an interrupted study continues where
+it stopped. ``jobs`` runs train side by side, each with ``cores // jobs``
+threads.
+"""
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+from .methods import ROOT, Method, Regime
+
+METRICS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75')
+_PROGRESS = re.compile(r'Epoch\(train\)\s*\[(\d+)\]\[\s*(\d+)/(\d+)\]')
+
+Log = Callable[[str], None]
+
+
+def print_line(message: str) -> None:
+    """Default progress sink: print and flush."""
+    print(message, flush=True)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as file:
+        for block in iter(lambda: file.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def run_config_text(base: Path, data_root: Path, epochs: int, seed: int,
+                    extra: str = '') -> str:
+    """Config text: ``base`` trained on ``data_root`` for ``epochs`` epochs.
+
+    Linear warm-up over 100 iterations, then the learning rate drops 10x at
+    2/3 of the schedule and again before the last epoch; evaluated (COCO AP)
+    once at the end; ``randomness.seed = seed``.
+    """
+    root = f'{data_root}/'
+    ann = f'{root}annotations/instances_val.json'
+    milestones = sorted({max(1, round(epochs * 2 / 3)), max(1, epochs - 1)})
+    milestones = [m for m in milestones if m < epochs]
+    return (f"_base_ = '{base}'\n"
+            f"train_dataloader = dict(dataset=dict(data_root='{root}'))\n"
+            f"val_dataloader = dict(dataset=dict(data_root='{root}'))\n"
+            f"test_dataloader = dict(dataset=dict(data_root='{root}'))\n"
+            f"val_evaluator = dict(ann_file='{ann}')\n"
+            f"test_evaluator = dict(ann_file='{ann}')\n"
+            f'train_cfg = dict(max_epochs={epochs}, val_interval={epochs})\n'
+            'param_scheduler = [\n'
+            "    dict(type='LinearLR', start_factor=0.01, by_epoch=False, "
+            'begin=0, end=100),\n'
+            f"    dict(type='MultiStepLR', by_epoch=True, begin=0, "
+            f'end={epochs}, milestones={milestones}, gamma=0.1)]\n'
+            f'randomness = dict(seed={seed})\n'
+            'default_hooks = dict(logger=dict(interval=10), '
+            f'checkpoint=dict(interval={epochs}, max_keep_ckpts=1))\n'
+            f'{extra}')
+
+
+def method_config_text(method: Method, regime: Regime, data_root: Path,
+                       seed: int, init: Path, teacher: Path) -> str:
+    """Config text of one run of ``method`` for ``seed``."""
+    extra = f"load_from = '{init}'\n"
+    if not method.distills:
+        return run_config_text(regime.student_config, data_root,
+                               regime.student_epochs, seed, extra)
+    extra += (f"model = dict(teacher=dict(checkpoint='{teacher}'), "
+              f"distill_loss=dict(type='{method.loss_type}', "
+              f"weight_mode='{method.weight_mode}'))\n")
+    return run_config_text(regime.kd_config, data_root, regime.student_epochs,
+                           seed, extra)
+
+
+def final_metrics(work_dir: Path) -> Dict[str, float]:
+    """The last COCO metrics logged under ``work_dir`` (newest run)."""
+    runs = sorted(work_dir.glob('*/vis_data/scalars.json'))
+    if not runs:
+        raise RuntimeError(f'no metrics were logged under {work_dir}')
+    records = [json.loads(line) for line in runs[-1].read_text().splitlines()]
+    evaluated = [r for r in records if METRICS[0] in r]
+    if not evaluated:
+        raise RuntimeError(f'{work_dir} holds no COCO evaluation')
+    return {key: float(evaluated[-1][key]) for key in METRICS}
+
+
+@dataclass
+class Run:
+    """One training run of a study."""
+    name: str
+    seed: Optional[int]
+    work_dir: Path
+    config_text: str
+    key: str
+    threads: int
+    progress: float = 0.0
+    log_tail: List[str] = field(default_factory=list)
+
+    @property
+    def result_file(self) -> Path:
+        return self.work_dir / 'result.json'
+
+    def done(self) -> Optional[dict]:
+        """The stored result when this exact run finished before."""
+        if self.result_file.is_file():
+            result = json.loads(self.result_file.read_text())
+            if result.get('key') == self.key:
+                return result
+        return None
+
+
+class TrainingFailed(RuntimeError):
+    """A training run of the study exited with an error."""
+
+
+def train(run: Run) -> dict:
+    """Train ``run`` with ``tools/train.py`` and store its result.
+
+    Streams the log to ``work_dir/train.log``, keeps ``run.progress`` (0-1)
+    up to date from the iteration counter, and writes ``result.json``
+    (metrics, wall time, key) atomically last.
+
+    Returns:
+        dict: The result (``metrics``, ``train_time_s``, ``key``, ...).
+    """
+    run.work_dir.mkdir(parents=True, exist_ok=True)
+    config = run.work_dir / 'config.py'
+    config.write_text(run.config_text)
+    env = dict(os.environ,
+               PYTHONPATH=f"{ROOT}:{os.environ.get('PYTHONPATH', '')}",
+               OMP_NUM_THREADS=str(run.threads),
+               MKL_NUM_THREADS=str(run.threads))
+    cmd = [sys.executable, str(ROOT / 'tools' / 'train.py'), str(config),
+           '--work-dir', str(run.work_dir)]
+    max_epochs = int(re.search(r'max_epochs=(\d+)', run.config_text).group(1))
+    start = time.time()
+    with open(run.work_dir / 'train.log', 'w') as log_file, subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True) as proc:
+        for line in proc.stdout:
+            log_file.write(line)
+            run.log_tail = (run.log_tail + [line])[-40:]
+            match = _PROGRESS.search(line)
+            if match:
+                epoch, it, total = map(int, match.groups())
+                run.progress = min(1.0, (epoch - 1 + it / total) / max_epochs)
+    if proc.returncode != 0:
+        raise TrainingFailed(
+            f'training {run.name} exited with code {proc.returncode}; log: '
+            f'{run.work_dir / "train.log"}\n' + ''.join(run.log_tail[-25:]))
+    run.progress = 1.0
+    result = dict(name=run.name, seed=run.seed, key=run.key,
+                  metrics=final_metrics(run.work_dir),
+                  train_time_s=round(time.time() - start, 1),
+                  threads=run.threads)
+    tmp = run.result_file.with_suffix('.tmp')
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, run.result_file)
+    return result
+
+
+def run_all(runs: Sequence[Run], jobs: int, log: Log = print_line,
+            progress_interval: float = 30.0) -> Dict[str, dict]:
+    """Run every unfinished run, ``jobs`` at a time, with progress and ETA.
+
+    Finished runs (same key) are skipped. A failed run does not stop the
+    others; :class:`TrainingFailed` is raised at the end naming every failure.
+
+    Returns:
+        dict: ``{run.name: result}`` for every run.
+    """
+    results: Dict[str, dict] = {}
+    todo: List[Run] = []
+    for run in runs:
+        stored = run.done()
+        if stored is not None:
+            results[run.name] = stored
+        else:
+            todo.append(run)
+    if len(results):
+        log(f'[study] {len(results)} of {len(runs)} runs already done, skipped')
+    if not todo:
+        return results
+    log(f'[study] training {len(todo)} runs, {jobs} at a time, '
+        f'{todo[0].threads} thread(s) each')
+    failures: List[str] = []
+    lock = threading.Lock()
+    started = time.time()
+    finished = threading.Event()
+
+    def report_progress() -> None:
+        while not finished.wait(progress_interval):
+            with lock:
+                done = sum(run.progress for run in todo)
+            elapsed = time.time() - started
+            eta = (f'{elapsed * (len(todo) - done) / done / 60:.1f} min'
+                   if done > 0.02 else 'estimating')
+            log(f'[study] progress {100 * done / len(todo):.0f}% '
+                f'({len(results) - (len(runs) - len(todo))}/{len(todo)} runs '
+                f'done), elapsed {elapsed / 60:.1f} min, ETA {eta}')
+
+    def work(run: Run) -> None:
+        try:
+            result = train(run)
+        except TrainingFailed as err:
+            with lock:
+                failures.append(str(err))
+            log(f'[study] FAILED {run.name}: see {run.work_dir / "train.log"}')
+            return
+        with lock:
+            results[run.name] = result
+        ap = 100 * result['metrics'][METRICS[0]]
+        log(f'[study] done {run.name}: AP {ap:.1f} '
+            f'({result["train_time_s"]:.0f} s)')
+
+    reporter = threading.Thread(target=report_progress, daemon=True)
+    reporter.start()
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(work, todo))
+    finally:
+        finished.set()
+        reporter.join()
+    if failures:
+        raise TrainingFailed(f'{len(failures)} run(s) failed:\n\n' +
+                             '\n\n'.join(failures))
+    return results
+
+
+def run_key(config_text: str, *files: Path) -> str:
+    """Digest of a run's config text and the files it starts from."""
+    parts = [config_text.encode()] + [_file_digest(f).encode() for f in files]
+    return _sha256(b'\0'.join(parts))
+
+
+def threads_per_job(jobs: int, cores: Optional[int] = None) -> int:
+    """Threads each of ``jobs`` parallel runs gets: ``cores // jobs``, >= 1."""
+    if jobs < 1:
+        raise ValueError(f'jobs must be >= 1, got {jobs}.')
+    cores = cores or len(os.sched_getaffinity(0))
+    return max(1, cores // jobs)

@@ -1,0 +1,120 @@
+"""The study tool end to end in its short mode (real, tiny training runs).
+
+One session-scoped study (regime ``frcnn-short``: 2 seeds x KD, EA-KD) is
+shared by the tests: its report must hold exactly the paired statistics of the
+runs' own results, a rerun must skip every run, a retrained run must give the
+bit-identical result (determinism), and the demo reuses the same runs.
+"""
+import json
+import math
+import shutil
+
+import pytest
+from conftest import ROOT, python_tool, run_tool
+from PIL import Image
+from scipy import stats as scipy_stats
+
+SEEDS = ('0', '1')
+METHODS = ('KD', 'EA-KD')
+
+
+@pytest.fixture(scope='session')
+def short_study(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('study')
+    args = python_tool('study.py') + [
+        '--regime', 'frcnn-short', '--seeds', *SEEDS, '--methods', *METHODS,
+        '--jobs', '2', '--work-dir', str(tmp / 'study'), '--data-root',
+        str(tmp / 'data')
+    ]
+    first = run_tool(args, cwd=ROOT, timeout=1800).stdout
+    return args, tmp, first
+
+
+def _result(work, method, seed):
+    return json.loads(
+        (work / 'runs' / method / f'seed{seed}' / 'result.json').read_text())
+
+
+def test_report_holds_the_paired_statistics_of_the_runs(short_study):
+    _, tmp, stdout = short_study
+    work = tmp / 'study'
+    assert 'training the teacher' in stdout
+    assert 'done KD/seed0' in stdout and 'done EA-KD/seed1' in stdout
+    data = json.loads((work / 'study.json').read_text())
+    assert data['seeds'] == [0, 1] and list(data['per_seed']) == list(METHODS)
+    for method in METHODS:
+        for i, seed in enumerate(SEEDS):
+            metrics = _result(work, method, seed)['metrics']
+            for key, label in (('coco/bbox_mAP', 'AP'),
+                               ('coco/bbox_mAP_50', 'AP50'),
+                               ('coco/bbox_mAP_75', 'AP75')):
+                assert data['per_seed'][method][label][i] == pytest.approx(
+                    100 * metrics[key])
+    (comp, ) = data['comparisons']
+    assert (comp['method'], comp['reference']) == ('EA-KD', 'KD')
+    diffs = [data['per_seed']['EA-KD']['AP50'][i] -
+             data['per_seed']['KD']['AP50'][i] for i in range(2)]
+    mean = sum(diffs) / 2
+    sd = abs(diffs[0] - diffs[1]) / math.sqrt(2)
+    half = scipy_stats.t.ppf(0.975, 1) * sd / math.sqrt(2)  # 12.706 sd / 1.414
+    assert comp['AP50']['mean'] == pytest.approx(mean, abs=1e-9)
+    assert comp['AP50']['ci_low'] == pytest.approx(mean - half, abs=1e-9)
+    assert comp['AP50']['ci_high'] == pytest.approx(mean + half, abs=1e-9)
+    table = (work / 'study.md').read_text()
+    assert '| EA-KD − KD |' in table and '| KD |' in table
+    assert table in stdout  # printed as well
+    with Image.open(work / 'study.png') as image:
+        assert image.size[0] > 600 and image.size[1] > 300
+
+
+def test_rerun_skips_finished_runs_and_retrain_is_deterministic(short_study):
+    args, tmp, _ = short_study
+    work = tmp / 'study'
+    again = run_tool(args, cwd=ROOT, timeout=1800).stdout
+    assert '4 of 4 runs already done, skipped' in again
+    assert 'reusing cached teacher' in again
+    assert '[study] training' not in again
+
+    # Retrain one run from scratch: the same seed gives the same numbers.
+    run = work / 'runs' / 'EA-KD' / 'seed1'
+    before = _result(work, 'EA-KD', 1)
+    old_scalars = next(run.glob('*/vis_data/scalars.json')).read_text()
+    shutil.rmtree(run)
+    third = run_tool(args, cwd=ROOT, timeout=1800).stdout
+    assert '3 of 4 runs already done' in third
+    after = _result(work, 'EA-KD', 1)
+    assert after['metrics'] == before['metrics']
+    new_scalars = next(run.glob('*/vis_data/scalars.json')).read_text()
+    losses = [[{k: v for k, v in json.loads(line).items()
+                if k.startswith('loss') or k in ('ea_weight', 'entropy_t')}
+               for line in text.splitlines()]
+              for text in (old_scalars, new_scalars)]
+    assert losses[0] == losses[1] and any(losses[0])
+
+
+def test_demo_short_mode_reuses_the_study_runs(short_study):
+    _, tmp, _ = short_study
+    work = tmp / 'study'
+    out = run_tool(python_tool('demo.py') + [
+        '--short', '--seeds', *SEEDS, '--work-dir', str(work), '--data-root',
+        str(tmp / 'data')
+    ], cwd=ROOT, timeout=1800).stdout
+    # KD and EA-KD runs of the study are reused; only the baselines train.
+    assert '4 of 6 runs already done, skipped' in out
+    assert 'done student/seed0' in out and 'done student/seed1' in out
+    data = json.loads((work / 'study.json').read_text())
+    assert list(data['per_seed']) == ['student', 'KD', 'EA-KD']
+    assert [(c['method'], c['reference']) for c in data['comparisons']] == [
+        ('KD', 'student'), ('EA-KD', 'KD')]
+    assert '| EA-KD − KD |' in out and 'EA-KD demo' in out
+
+
+def test_study_rejects_bad_methods_and_seeds(tmp_path):
+    from mmdet_eakd.study import REGIMES, run_study
+    from mmdet_eakd.study.methods import resolve_methods
+    with pytest.raises(ValueError, match="unknown method"):
+        resolve_methods(['KD', 'FitNet'])
+    with pytest.raises(ValueError, match='listed twice'):
+        resolve_methods(['KD', 'KD'])
+    with pytest.raises(ValueError, match='distinct non-negative'):
+        run_study(REGIMES['frcnn-short'], ['KD'], [0, 0], tmp_path)

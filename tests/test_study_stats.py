@@ -1,0 +1,126 @@
+"""Study statistics against values computed by hand (t table, textbook sums)."""
+import math
+
+import pytest
+
+from mmdet_eakd.study.stats import (paired_difference, summarize,
+                                    t_interval_halfwidth)
+
+
+def test_summarize_by_hand():
+    # mean 2.5; squared deviations 2.25 + 0.25 + 0.25 + 2.25 = 5; 5 / 3
+    s = summarize([1.0, 2.0, 3.0, 4.0])
+    assert (s.n, s.mean, s.min, s.max) == (4, 2.5, 1.0, 4.0)
+    assert s.std == pytest.approx(math.sqrt(5 / 3), rel=1e-12)
+
+
+def test_summarize_single_seed_has_no_spread():
+    s = summarize([17.5])
+    assert s.mean == 17.5 and math.isnan(s.std)
+
+
+def test_t_halfwidth_matches_t_table():
+    # t_{0.975, 2} = 4.303, t_{0.975, 4} = 2.776 (printed t tables)
+    assert t_interval_halfwidth(1.0, 3) == pytest.approx(4.303 / math.sqrt(3),
+                                                         abs=1e-3)
+    assert t_interval_halfwidth(2.0, 5) == pytest.approx(2 * 2.776 / math.sqrt(5),
+                                                         abs=1e-3)
+    # t_{0.95, 9} = 1.833 (90% two-sided)
+    assert t_interval_halfwidth(1.0, 10, confidence=0.90) == pytest.approx(
+        1.833 / math.sqrt(10), abs=1e-3)
+
+
+def test_paired_difference_resolved_by_hand():
+    # differences 0.5, 1.5, 1.0, 1.0: mean 1.0, sd sqrt(0.5 / 3) = 0.40825,
+    # half-width t_{0.975, 3} * sd / 2 = 3.182 * 0.40825 / 2 = 0.6495
+    d = paired_difference([10.5, 11.5, 12.0, 9.0], [10.0, 10.0, 11.0, 8.0])
+    assert d.n == 4 and d.mean == pytest.approx(1.0)
+    assert d.std == pytest.approx(math.sqrt(0.5 / 3))
+    assert d.ci_low == pytest.approx(1.0 - 0.6495, abs=1e-3)
+    assert d.ci_high == pytest.approx(1.0 + 0.6495, abs=1e-3)
+    assert (d.wins, d.losses, d.verdict) == (4, 0, 'a > b')
+    assert d.as_dict()['interval'] == 'student-t'
+
+
+def test_paired_difference_uses_pairs_not_groups():
+    # The same values unpaired would overlap widely; paired, B is always 1 lower.
+    a = [20.0, 15.0, 25.0]
+    d = paired_difference(a, [x - 1.0 for x in a])
+    assert d.mean == pytest.approx(1.0) and d.std == pytest.approx(0.0)
+    assert d.ci_low == pytest.approx(1.0) and d.verdict == 'a > b'
+
+
+def test_paired_difference_not_resolved_and_negative():
+    # differences 1, -1, 2: mean 2/3, sd sqrt(7/3) = 1.5275, half 4.303 *
+    # 1.5275 / sqrt(3) = 3.795 -> the interval contains 0
+    d = paired_difference([1.0, -1.0, 2.0], [0.0, 0.0, 0.0])
+    assert d.mean == pytest.approx(2 / 3)
+    assert d.ci_low == pytest.approx(2 / 3 - 3.795, abs=2e-3)
+    assert (d.wins, d.losses, d.verdict) == (2, 1, 'not resolved')
+    neg = paired_difference([0.0, 0.0, 0.0], [1.0, 1.2, 0.9])
+    assert neg.verdict == 'a < b' and neg.losses == 3
+
+
+def test_paired_difference_single_seed_has_no_interval():
+    d = paired_difference([2.0], [1.0])
+    assert d.mean == 1.0 and math.isnan(d.ci_low) and d.verdict == 'not resolved'
+
+
+@pytest.mark.parametrize('a, b, match', [
+    ([1.0, 2.0], [1.0], 'one value per seed'),
+    ([], [], 'non-empty'),
+    ([1.0, float('nan')], [1.0, 2.0], 'non-finite'),
+])
+def test_paired_difference_bad_input(a, b, match):
+    with pytest.raises(ValueError, match=match):
+        paired_difference(a, b)
+
+
+def test_t_interval_needs_two_values():
+    with pytest.raises(ValueError, match='at least 2'):
+        t_interval_halfwidth(1.0, 1)
+
+
+def test_report_by_hand(tmp_path):
+    """build_report on given per-seed metrics: summaries, pairs, Markdown."""
+    import json
+
+    from mmdet_eakd.study import REGIMES
+    from mmdet_eakd.study.report import build_report, write_report
+    ap = {'student': [0.170, 0.180, 0.160], 'KD': [0.190, 0.200, 0.175],
+          'EA-KD': [0.200, 0.205, 0.190]}
+    results = {f'{m}/seed{s}': dict(
+        metrics={'coco/bbox_mAP': v, 'coco/bbox_mAP_50': 2 * v,
+                 'coco/bbox_mAP_75': v / 2}, train_time_s=60.0)
+        for m, values in ap.items() for s, v in enumerate(values)}
+    report = build_report(REGIMES['frcnn'], list(ap), [0, 1, 2], results,
+                          teacher_metrics={'coco/bbox_mAP': 0.4,
+                                           'coco/bbox_mAP_50': 0.6,
+                                           'coco/bbox_mAP_75': 0.45},
+                          wall_time_s=600.0, jobs=2, threads=1)
+    data = report.data
+    # KD - student: 2.0, 2.0, 1.5 points -> mean 1.8333, sd sqrt(1/12)
+    kd, ea = data['comparisons']
+    assert (kd['method'], kd['reference']) == ('KD', 'student')
+    assert kd['AP']['mean'] == pytest.approx(11 / 6)
+    assert kd['AP']['std'] == pytest.approx(math.sqrt(1 / 12))
+    half = 4.303 * math.sqrt(1 / 12) / math.sqrt(3)
+    assert kd['AP']['ci_low'] == pytest.approx(11 / 6 - half, abs=1e-3)
+    # EA-KD - KD: 1.0, 0.5, 1.5 -> mean 1.0, sd 0.5; AP50 doubles it
+    assert ea['AP']['mean'] == pytest.approx(1.0) and ea['AP']['std'] == \
+        pytest.approx(0.5)
+    assert ea['AP50']['mean'] == pytest.approx(2.0)
+    # half-width 4.303 * 0.5 / sqrt(3) = 1.242: 3 wins, yet not resolved
+    assert ea['AP']['verdict'] == 'not resolved' and ea['AP']['wins'] == 3
+    assert kd['AP']['verdict'] == 'a > b'
+    assert data['summary']['KD']['AP']['mean'] == pytest.approx(18.8333, 1e-4)
+    assert data['teacher']['AP'] == pytest.approx(40.0)
+    assert data['total_train_time_s'] == 540.0
+    md = report.markdown
+    assert '| KD | 18.83 ± 1.26 |' in md
+    assert '| EA-KD − KD | +1.00 [-0.24, +2.24] |' in md
+    assert '| KD − student | +1.83 [+1.12, +2.55] |' in md
+    write_report(report, tmp_path)
+    stored = json.loads((tmp_path / 'study.json').read_text())
+    assert stored['comparisons'][1]['AP']['mean'] == pytest.approx(1.0)
+    assert (tmp_path / 'study.png').stat().st_size > 10_000
