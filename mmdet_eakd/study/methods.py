@@ -98,7 +98,7 @@ def _frcnn(name: str, **kwargs) -> Regime:
 
 REGIMES: Dict[str, Regime] = {
     # What the README's study and the demo run (see README, "Evidence").
-    'frcnn': _frcnn('frcnn', teacher_epochs=12, student_epochs=6,
+    'frcnn': _frcnn('frcnn', teacher_epochs=12, student_epochs=4,
                     num_train=400, num_val=300, data_root='data/synthetic'),
     # CI: the same code path with a tiny data set and one short epoch.
     'frcnn-short': _frcnn('frcnn-short', teacher_epochs=1, student_epochs=1,
