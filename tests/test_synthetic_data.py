@@ -300,3 +300,28 @@ def test_mmdet_coco_dataset_loads(dataset: Dict[str, Any]) -> None:
             per_class[int(label)] += 1
     assert total == dataset['num_train_annotations']
     assert sorted(per_class) == list(range(len(CLASSES)))
+
+
+def test_hollow_shapes_have_a_hole(dataset: Dict[str, Any],
+                                   train_coco: COCO) -> None:
+    """A hollow shape shows what lies below at its centre; a filled one not."""
+    gaps = defaultdict(list)
+    for img in train_coco.loadImgs(train_coco.getImgIds()):
+        anns = train_coco.loadAnns(train_coco.getAnnIds(imgIds=img['id']))
+        top = anns[-1]  # drawn last: nothing covers it
+        if top['area'] < 900:
+            continue
+        pixels = np.asarray(Image.open(
+            Path(dataset['train_img_dir']) / img['file_name']), dtype=float)
+        poly = np.array(top['segmentation'][0]).reshape(-1, 2)
+        cx, cy = np.round(poly.mean(axis=0)).astype(int)
+        x, y, w, h = np.array(top['bbox']).astype(int)
+        body = pixels[y + h // 2 - 1:y + h // 2 + 2, x + 2:x + 5]  # near the edge
+        centre = pixels[cy - 1:cy + 2, cx - 1:cx + 2]
+        name = train_coco.loadCats(top['category_id'])[0]['name']
+        gaps[name in synthetic.HOLLOW].append(
+            float(np.linalg.norm(np.median(centre.reshape(-1, 3), 0) -
+                                 np.median(body.reshape(-1, 3), 0))))
+    assert len(gaps[True]) >= 5 and len(gaps[False]) >= 5, gaps
+    # The hole shows the background, which contrasts with the shape's colour.
+    assert np.median(gaps[True]) > 60 > np.median(gaps[False]), gaps
