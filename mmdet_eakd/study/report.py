@@ -163,12 +163,11 @@ def _figure(data: dict, path: Path) -> None:
     stds = [data['summary'][m]['AP']['std'] for m in methods]
     left.errorbar(xs, means, yerr=stds, fmt='o', color='C3', capsize=5,
                   lw=2, zorder=2, label='mean ± std')
-    if data['teacher']:
-        left.axhline(data['teacher']['AP'], color='C0', ls='--', lw=1,
-                     label=f"teacher {data['teacher']['AP']:.1f}")
+    teacher = (f", teacher {data['teacher']['AP']:.1f}" if data['teacher']
+               else '')
     left.set_xticks(list(xs), methods, rotation=20)
     left.set_ylabel('COCO AP (val)')
-    left.set_title(f"AP per method, {len(data['seeds'])} seeds")
+    left.set_title(f"AP per method, {len(data['seeds'])} seeds{teacher}")
     left.legend(fontsize=8)
 
     comps = data['comparisons']
