@@ -21,8 +21,8 @@ def prepare_teacher(regime: Regime, data_root: Path, work_dir: Path,
                     threads: int, log: Log = print_line) -> Path:
     """Train the regime's teacher once and cache it in ``work_dir/teacher``.
 
-    The cache is keyed by the teacher's config text (bases included), the
-    data set manifest and the schedule; a changed key retrains it.
+    The cache is keyed by the teacher's resolved config (bases included),
+    the data set manifest and the schedule; a changed key retrains it.
 
     Returns:
         Path: ``work_dir/teacher/teacher.pth``.
@@ -30,8 +30,9 @@ def prepare_teacher(regime: Regime, data_root: Path, work_dir: Path,
     teacher_dir = work_dir / 'teacher'
     config_text = run_config_text(regime.teacher_config, data_root,
                                   regime.teacher_epochs, seed=0)
-    bases = sorted((ROOT / 'configs' / 'synthetic').rglob('*.py'))
-    key = run_key(config_text, data_root / 'synthetic_manifest.json', *bases)
+    from mmengine.config import Config
+    resolved = Config.fromfile(str(regime.teacher_config)).pretty_text
+    key = run_key(config_text + resolved, data_root / 'synthetic_manifest.json')
     run = Run(name='teacher', seed=None, work_dir=teacher_dir / 'run',
               config_text=config_text, key=key, threads=threads)
     checkpoint = teacher_dir / 'teacher.pth'
