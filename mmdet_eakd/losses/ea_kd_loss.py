@@ -7,8 +7,12 @@ constructor, the tensors (type, shape, dtype, device) in ``forward`` /
 (no sync, no exception from a transient fp16 overflow): like mmdet's own
 losses, a NaN or ``+inf`` logit gives a NaN loss for the step, which
 mmengine's ``AmpOptimWrapper`` (GradScaler) skips and mmdet's
-``CheckInvalidLossHook`` can turn into a hard stop. ``check_finite=True``
-checks the values on the host instead, for direct use.
+``CheckInvalidLossHook`` can turn into a hard stop. As with mmdet's
+``CrossEntropyLoss``, a non-finite RoI makes only its own term and its own
+row of the logits' gradient NaN (the other rows get their clean gradient);
+backprop then carries the NaN into the parameters' gradients, so the scaler
+skips the step. ``check_finite=True`` checks the values on the host instead,
+for direct use.
 """
 import math
 from typing import Any, Optional
