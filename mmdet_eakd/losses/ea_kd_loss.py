@@ -30,7 +30,7 @@ REDUCTIONS = ('none', 'mean', 'sum')
 
 def _check(name: str, value: Any, valid: bool, requirement: str) -> None:
     """Raise ``ValueError('<name> must be <requirement>, got <value>')``
-    unless ``valid``; the one argument check of this module."""
+    unless ``valid``: the one check of every non-tensor argument here."""
     if not valid:
         raise ValueError(f'{name} must be {requirement}, got {value!r}')
 
