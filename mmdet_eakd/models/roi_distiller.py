@@ -72,8 +72,10 @@ class RoIDistillTwoStageDetector(TwoStageDetector):
     Args:
         teacher (dict): ``config`` (config path, ``mmdet::`` name or config
             dict) and ``checkpoint`` (path or URL) of the trained teacher.
-        distill_loss (dict): Config of the distillation loss module, called as
-            ``loss(student_logits, teacher_logits, labels, return_stats=True)``.
+        distill_loss (dict): Config of the distillation loss module (e.g.
+            ``EAKDLoss``), called as ``loss(student_logits, teacher_logits,
+            labels)``; its ``ea_stats(student_logits, teacher_logits)`` gives
+            the logged statistics.
         teacher_autocast (str, optional): ``'fp16'`` or ``'bf16'`` to run the
             teacher's backbone and neck under autocast (its box head and the
             loss stay float32).
@@ -216,15 +218,10 @@ class RoIDistillTwoStageDetector(TwoStageDetector):
             labels = cls_score.new_zeros((0, ), dtype=torch.long)
         teacher_logits = self.teacher_logits(batch_inputs, batch_data_samples,
                                              captured.rois)
-        loss_kd, stats = self.distill_loss(
-            cls_score, teacher_logits, labels, return_stats=True)
-        losses['loss_kd'] = loss_kd
-        for key, name in (('ea_weight', 'ea_weight'),
-                          ('entropy_teacher', 'entropy_t'),
-                          ('entropy_student', 'entropy_s')):
-            values = stats[key]
-            losses[name] = (values.mean() if values.numel() else
-                            values.new_zeros(()))
+        losses['loss_kd'] = self.distill_loss(cls_score, teacher_logits,
+                                              labels)
+        losses.update(
+            self.distill_loss.ea_stats(cls_score, teacher_logits).means())
         return losses
 
 
