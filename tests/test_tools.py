@@ -1,4 +1,5 @@
 """Foundation: registration, configs, train/test tools, resume, CPU DDP."""
+import os
 import subprocess
 import sys
 
@@ -234,3 +235,25 @@ def test_mmdet_train_with_custom_imports(plain_mmdet_run, tmp_path):
     assert 'resumed epoch: 1' in result.stdout + result.stderr
     written = loads_with_plain_torch(work_dir / 'epoch_2.pth')
     assert written.returncode != 0 and 'UnpicklingError' in written.stderr
+
+
+def test_mmdet_train_with_custom_imports_has_no_cpu_ddp(tmp_path,
+                                                         synthetic_root):
+    """The CPU distributed fix lives in EAKDRunner: mmdet's own
+    tools/train.py with custom_imports=['mmdet_eakd'] still fails in
+    mmengine's init_dist (torch.cuda.set_device) on a CPU-only torch."""
+    from mmdet_eakd.engine import mmdet_tool_candidates
+    mmdet_train = next(p for p in mmdet_tool_candidates('train')
+                       if p.is_file())
+    cfg = tmp_path / 'custom_imports.py'
+    cfg.write_text(f"_base_ = '{TINY}'\n{data_overrides(synthetic_root)}"
+                   "custom_imports = dict(imports=['mmdet_eakd'], "
+                   'allow_failed_imports=False)\n')
+    result = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=1',
+         '--master_port=29541', str(mmdet_train), str(cfg), '--launcher',
+         'pytorch', '--work-dir', str(tmp_path / 'work')],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        env={**os.environ, 'PYTHONPATH': str(ROOT)})
+    assert result.returncode != 0
+    assert 'set_device' in result.stderr and 'gloo' not in result.stdout
