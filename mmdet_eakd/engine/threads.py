@@ -73,7 +73,8 @@ def cpu_thread_share(processes: Sequence[ProcessCores], rank: int) -> int:
 def share_cpu_threads() -> Optional[int]:
     """Give this process of a CPU distributed run its share of the cores.
 
-    Needs the process group. Does nothing if the user set the thread count
+    Needs the process group, and every rank must call it (it gathers every
+    rank's cores). Changes nothing if the user set the thread count
     (:func:`threads_set_by_user`). Sets ``torch.set_num_threads`` and
     ``OMP_NUM_THREADS`` (for the processes this one starts).
 
@@ -81,10 +82,11 @@ def share_cpu_threads() -> Optional[int]:
         int | None: The number of threads set, or ``None`` if the user's
         choice was kept.
     """
-    if threads_set_by_user():
-        return None
+    # a collective: every rank takes part, also one that keeps its threads
     processes = [None] * torch_dist.get_world_size()
     torch_dist.all_gather_object(processes, (machine_id(), usable_cores()))
+    if threads_set_by_user():
+        return None
     rank = torch_dist.get_rank()
     threads = cpu_thread_share(processes, rank)
     torch.set_num_threads(threads)
