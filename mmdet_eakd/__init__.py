@@ -2,10 +2,14 @@
 
 Importing the package registers its modules in mmdet's registries, so a config
 only needs ``custom_imports=dict(imports=['mmdet_eakd'],
-allow_failed_imports=False)``.
+allow_failed_imports=False)``. It also lets ``torch.load`` read the
+checkpoints of plain mmengine (see :mod:`mmdet_eakd.engine.checkpoint`) and
+turns a failed checkpoint download into one clear error (see
+:mod:`mmdet_eakd.engine.downloads`).
 """
 from . import datasets, engine, losses, models  # noqa: F401  (registration)
 
 engine.allow_mmengine_checkpoints()
+engine.report_failed_downloads()
 
 __version__ = '0.1.0'

@@ -2,11 +2,13 @@
 import importlib.util
 import json
 import os
+import pickletools
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Set
 
 import pytest
 
@@ -114,3 +116,43 @@ def trained_tiny(tmp_path_factory, synthetic_root):
     run_tool(python_tool('train.py') + [str(cfg), '--work-dir', str(work_dir)],
              cwd=ROOT)
     return cfg, work_dir
+
+
+#: Where numpy 1 and numpy 2 pickles name ``_reconstruct`` and ``scalar``.
+NUMPY_MULTIARRAY = ('numpy.core.multiarray', 'numpy._core.multiarray')
+
+
+def pickled_globals(checkpoint: Path) -> Set[str]:
+    """``module name`` of every global a torch checkpoint's pickle names."""
+    with zipfile.ZipFile(checkpoint) as archive:
+        name = next(n for n in archive.namelist() if n.endswith('/data.pkl'))
+        data = archive.read(name)
+    return {arg for op, arg, _ in pickletools.genops(data)
+            if op.name == 'GLOBAL'}
+
+
+def with_numpy_module(checkpoint: Path, module: str, out: Path) -> Path:
+    """Copy a torch checkpoint, its pickle naming numpy's multiarray as
+    ``module`` (``numpy.core.multiarray``: as numpy 1 writes it;
+    ``numpy._core.multiarray``: as numpy 2 does), whichever numpy wrote it.
+
+    torch pickles with protocol 2, whose ``GLOBAL`` opcode holds the module
+    as a newline-terminated text, so it can be rewritten in place.
+    """
+    def rewrite(data: bytes) -> bytes:
+        parts, last = [], 0
+        for op, arg, pos in pickletools.genops(data):
+            if op.name == 'GLOBAL' and arg.split(' ')[0] in NUMPY_MULTIARRAY:
+                old_module, name = arg.split(' ')
+                parts += [data[last:pos], f'c{module}\n{name}\n'.encode()]
+                last = pos + len(f'c{old_module}\n{name}\n')
+        return b''.join(parts + [data[last:]])
+
+    with zipfile.ZipFile(checkpoint) as src, zipfile.ZipFile(
+            out, 'w', zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename.endswith('/data.pkl'):
+                data = rewrite(data)
+            dst.writestr(info, data)
+    return out

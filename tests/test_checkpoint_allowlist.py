@@ -3,9 +3,10 @@ mmengine checkpoints and nothing more; the torch-safe hook round-trips."""
 import io
 import pickle
 
-import pytest
 import numpy as np
+import pytest
 import torch
+from conftest import NUMPY_MULTIARRAY, pickled_globals, with_numpy_module
 from mmengine.logging import HistoryBuffer, MessageHub
 
 import mmdet_eakd  # noqa: F401  (installs the allowlist)
@@ -82,3 +83,29 @@ def test_torch_safe_hook_round_trips_message_hub():
     logs, counts = restored.data
     assert logs.tolist() == [3.0, 1.0, 2.0] and counts.tolist() == [2, 2, 2]
     assert restored.mean() == pytest.approx(6.0 / 6)  # sum(logs) / sum(counts)
+
+
+@pytest.mark.parametrize('module', NUMPY_MULTIARRAY)
+def test_numpy_1_and_2_module_paths_load(tmp_path, module):
+    """A checkpoint whose pickle names numpy 1's (numpy.core) or numpy 2's
+    (numpy._core) multiarray loads with weights_only=True, whichever numpy is
+    installed (the file is crafted, since only one numpy is installed)."""
+    hub = MessageHub.get_instance(f'numpy_paths_{module}')
+    for value in (0.5, 0.25):
+        hub.update_scalar('train/loss', value)
+    hub.update_info('eta', np.float64(7.5))
+    written = tmp_path / 'written.pth'
+    torch.save({'message_hub': hub.state_dict(), 'w': torch.ones(2)}, written)
+    crafted = with_numpy_module(written, module, tmp_path / 'crafted.pth')
+    names = pickled_globals(crafted)
+    assert {f'{module} _reconstruct', f'{module} scalar'} <= names
+    other = next(m for m in NUMPY_MULTIARRAY if m != module)
+    assert not any(name.startswith(other) for name in names)
+    # the installed numpy resolves both paths (numpy 1.26 ships numpy._core
+    # shims, numpy 2 keeps numpy.core): the crafted file is a valid pickle
+    unrestricted = torch.load(crafted, weights_only=False)
+    loaded = torch.load(crafted)  # weights_only=True: the allowlist
+    for state in (unrestricted, loaded):
+        buffer = state['message_hub']['log_scalars']['train/loss']
+        assert buffer.data[0].tolist() == [0.5, 0.25]
+        assert state['message_hub']['runtime_info']['eta'] == 7.5

@@ -1,11 +1,13 @@
 """Foundation: registration, configs, train/test tools, resume, CPU DDP."""
+import os
 import subprocess
 import sys
 
 import pytest
 import torch
-from conftest import (ROOT, TINY, data_overrides, python_tool, read_scalars,
-                      read_test_metrics, run_tool)
+from conftest import (NUMPY_MULTIARRAY, ROOT, TINY, data_overrides,
+                      pickled_globals, python_tool, read_scalars,
+                      read_test_metrics, run_tool, with_numpy_module)
 from mmengine.config import Config
 
 
@@ -166,27 +168,92 @@ def test_checkpoints_load_with_plain_torch(trained_tiny):
     assert "'message_hub'" in result.stdout and "'optimizer'" in result.stdout
 
 
-def test_resume_from_a_plain_mmdet_checkpoint(tmp_path, synthetic_root):
-    """A checkpoint written by mmdet's own tools/train.py (HistoryBuffers,
-    numpy) resumes with tools/train.py thanks to the narrow allowlist."""
+@pytest.fixture(scope='module')
+def plain_mmdet_run(tmp_path_factory, synthetic_root):
+    """One epoch trained by mmdet's own tools/train.py without this package:
+    its checkpoint is a plain mmengine one (HistoryBuffers, numpy)."""
     from mmdet_eakd.engine import mmdet_tool_candidates
+    tmp = tmp_path_factory.mktemp('plain')
     mmdet_train = next(p for p in mmdet_tool_candidates('train')
                        if p.is_file())
-    cfg = tmp_path / 'plain.py'
+    cfg = tmp / 'plain.py'
     cfg.write_text(f"_base_ = '{TINY}'\n{data_overrides(synthetic_root)}"
                    'train_cfg = dict(max_epochs=1, val_interval=5)\n')
-    work_dir = tmp_path / 'work'
-    run_tool([python_tool('train.py')[0], str(mmdet_train), str(cfg),
-              '--work-dir', str(work_dir)], cwd=ROOT)
-    plain = subprocess.run(
-        [python_tool('train.py')[0], '-c',
-         f"import torch; torch.load('{work_dir / 'epoch_1.pth'}')"],
+    run_tool([sys.executable, str(mmdet_train), str(cfg), '--work-dir',
+              str(tmp / 'work')], cwd=ROOT)
+    return mmdet_train, cfg, tmp / 'work' / 'epoch_1.pth'
+
+
+def loads_with_plain_torch(checkpoint) -> subprocess.CompletedProcess:
+    """torch.load (weights_only=True) of ``checkpoint`` in a fresh process
+    that never imports mmdet_eakd."""
+    return subprocess.run(
+        [sys.executable, '-c', f"import torch; torch.load('{checkpoint}')"],
         capture_output=True, text=True)
-    assert plain.returncode != 0 and 'UnpicklingError' in plain.stderr
+
+
+@pytest.mark.parametrize('module', NUMPY_MULTIARRAY)
+def test_resume_from_a_plain_mmdet_checkpoint(plain_mmdet_run, tmp_path,
+                                              module):
+    """A checkpoint written by mmdet's own tools/train.py (HistoryBuffers,
+    numpy) resumes with tools/train.py thanks to the narrow allowlist, whether
+    its pickle names numpy 1's or numpy 2's multiarray module."""
+    _, cfg, plain = plain_mmdet_run
+    plain_load = loads_with_plain_torch(plain)
+    assert plain_load.returncode != 0
+    assert 'UnpicklingError' in plain_load.stderr
+    work_dir = tmp_path / 'work'
+    work_dir.mkdir()
+    crafted = with_numpy_module(plain, module, work_dir / 'epoch_1.pth')
+    assert f'{module} _reconstruct' in pickled_globals(crafted)
     result = run_tool(
         python_tool('train.py') + [
-            str(cfg), '--work-dir', str(work_dir), '--resume',
+            str(cfg), '--work-dir', str(work_dir), '--resume', str(crafted),
             '--cfg-options', 'train_cfg.max_epochs=2'
         ], cwd=ROOT)
     assert 'resumed epoch: 1' in result.stdout + result.stderr
     assert (work_dir / 'epoch_2.pth').is_file()
+
+
+def test_mmdet_train_with_custom_imports(plain_mmdet_run, tmp_path):
+    """mmdet's own tools/train.py with custom_imports=['mmdet_eakd'] resumes
+    a plain checkpoint (the allowlist comes with the import), but writes
+    plain mmengine checkpoints again (no torch-safe checkpoints: those come
+    with EAKDRunner, which mmdet's tool does not use)."""
+    mmdet_train, cfg, plain = plain_mmdet_run
+    resume_cfg = tmp_path / 'custom_imports.py'
+    resume_cfg.write_text(
+        f"_base_ = '{cfg}'\n"
+        "custom_imports = dict(imports=['mmdet_eakd'], "
+        'allow_failed_imports=False)\n'
+        'train_cfg = dict(max_epochs=2)\n')
+    work_dir = tmp_path / 'work'
+    result = run_tool([
+        sys.executable, str(mmdet_train), str(resume_cfg), '--work-dir',
+        str(work_dir), '--resume', str(plain)
+    ], cwd=ROOT)
+    assert 'resumed epoch: 1' in result.stdout + result.stderr
+    written = loads_with_plain_torch(work_dir / 'epoch_2.pth')
+    assert written.returncode != 0 and 'UnpicklingError' in written.stderr
+
+
+def test_mmdet_train_with_custom_imports_has_no_cpu_ddp(tmp_path,
+                                                         synthetic_root):
+    """The CPU distributed fix lives in EAKDRunner: mmdet's own
+    tools/train.py with custom_imports=['mmdet_eakd'] still fails in
+    mmengine's init_dist (torch.cuda.set_device) on a CPU-only torch."""
+    from mmdet_eakd.engine import mmdet_tool_candidates
+    mmdet_train = next(p for p in mmdet_tool_candidates('train')
+                       if p.is_file())
+    cfg = tmp_path / 'custom_imports.py'
+    cfg.write_text(f"_base_ = '{TINY}'\n{data_overrides(synthetic_root)}"
+                   "custom_imports = dict(imports=['mmdet_eakd'], "
+                   'allow_failed_imports=False)\n')
+    result = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=1',
+         '--master_port=29541', str(mmdet_train), str(cfg), '--launcher',
+         'pytorch', '--work-dir', str(tmp_path / 'work')],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        env={**os.environ, 'PYTHONPATH': str(ROOT)})
+    assert result.returncode != 0
+    assert 'set_device' in result.stderr and 'gloo' not in result.stdout

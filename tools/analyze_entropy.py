@@ -49,10 +49,17 @@ import json
 import math
 import os.path as osp
 import sys
+import warnings
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
-import matplotlib
+# mmengine imports pkg_resources (and reloads it: importlib), whose deprecation
+# warning no user can act on; every other warning still shows
+warnings.filterwarnings(
+    'ignore', message='pkg_resources is deprecated as an API',
+    category=UserWarning, module=r'mmengine\.|importlib$')
+
+import matplotlib  # noqa: E402
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402

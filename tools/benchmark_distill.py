@@ -55,15 +55,22 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
 
-import torch
-from mmengine.config import Config
-from mmengine.optim import OptimWrapper
-from torch import Tensor
+# mmengine imports pkg_resources (and reloads it: importlib), whose deprecation
+# warning no user can act on; every other warning still shows
+warnings.filterwarnings(
+    'ignore', message='pkg_resources is deprecated as an API',
+    category=UserWarning, module=r'mmengine\.|importlib$')
+
+import torch  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+from mmengine.optim import OptimWrapper  # noqa: E402
+from torch import Tensor  # noqa: E402
 
 VARIANTS = ('student', 'teacher_forward', 'kd', 'eakd', 'dkd', 'eadkd',
             'naive')

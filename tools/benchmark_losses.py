@@ -18,12 +18,19 @@ import argparse
 import json
 import statistics
 import time
+import warnings
 from typing import Callable, Dict, List, Optional
 
-import torch
-import torch.nn.functional as F
+# mmengine imports pkg_resources (and reloads it: importlib), whose deprecation
+# warning no user can act on; every other warning still shows
+warnings.filterwarnings(
+    'ignore', message='pkg_resources is deprecated as an API',
+    category=UserWarning, module=r'mmengine\.|importlib$')
 
-from mmdet_eakd.losses import EADKDLoss, EAKDLoss
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from mmdet_eakd.losses import EADKDLoss, EAKDLoss  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

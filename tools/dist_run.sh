@@ -7,6 +7,14 @@ set -euo pipefail
 SCRIPT=$1
 NPROC=$2
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# torchrun sets OMP_NUM_THREADS=1 when it starts several processes. Unless you
+# set it yourself, a CPU run replaces that default with each process's share of
+# the machine's cores (mmdet_eakd/engine/threads.py): tell it the value is not yours.
+if [[ -z "${OMP_NUM_THREADS+set}" ]]; then
+    export EAKD_OMP_NUM_THREADS_UNSET=1
+else
+    unset EAKD_OMP_NUM_THREADS_UNSET
+fi
 PYTHONPATH="$ROOT:${PYTHONPATH:-}" \
 exec "${PYTHON:-python}" -m torch.distributed.run \
     --nnodes="${NNODES:-1}" \

@@ -17,7 +17,10 @@ SRUN_ARGS=${SRUN_ARGS:-""}
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PYTHON=${PYTHON:-python}
 
+# Each task uses the CPUS_PER_TASK cores slurm gives it, not every core of the
+# node (torch's default); an OMP_NUM_THREADS of your own is kept.
 # shellcheck disable=SC2086
+OMP_NUM_THREADS="${OMP_NUM_THREADS:-$CPUS_PER_TASK}" \
 PYTHONPATH="$ROOT:${PYTHONPATH:-}" \
 srun -p "$PARTITION" \
     --job-name="$JOB_NAME" \

@@ -4,17 +4,32 @@
 Same command line as mmdet's tool (``CONFIG CHECKPOINT``, ``--work-dir``,
 ``--out``, ``--show-dir``, ``--tta``, ``--cfg-options``, ``--launcher``, ...).
 A distillation config is evaluated as its plain student: the teacher is neither
-built nor loaded, so it needs no teacher checkpoint.
+built nor loaded, so it needs no teacher checkpoint. The run uses
+:class:`StudentRunner` whatever the config's ``runner_type`` (a subclass of it
+is honoured; a runner without its fixes is refused).
 """
-import mmdet_eakd  # noqa: F401  (registers modules, allowlists checkpoints)
-from mmdet_eakd.engine import (StudentRunner, destroy_process_group,
-                               load_mmdet_tool)
+import sys
+import warnings
+
+# mmengine imports pkg_resources (and reloads it: importlib), whose deprecation
+# warning no user can act on; every other warning still shows
+warnings.filterwarnings(
+    'ignore', message='pkg_resources is deprecated as an API',
+    category=UserWarning, module=r'mmengine\.|importlib$')
+
+import mmdet_eakd  # noqa: E402,F401  (registers modules, allowlists checkpoints)
+from mmdet_eakd.engine import (CheckpointDownloadError,  # noqa: E402
+                               StudentRunner, bind_runner,
+                               destroy_process_group, load_mmdet_tool)
 
 
 def main() -> None:
     tool = load_mmdet_tool('test')
-    tool.Runner = StudentRunner
-    tool.main()
+    bind_runner(tool, StudentRunner)
+    try:
+        tool.main()
+    except CheckpointDownloadError as error:
+        sys.exit(f'error: {error}')
     destroy_process_group()
 
 

@@ -11,9 +11,14 @@ other pickled object still makes ``torch.load`` fail.
 (``HistoryBuffer.min`` ...), which protocol 2 writes as
 ``getattr(HistoryBuffer, 'min')``. ``builtins.getattr`` itself is not
 allowlisted: a restricted stand-in that resolves only those methods is.
+
+numpy arrays and scalars pickle as ``numpy.core.multiarray._reconstruct`` /
+``.scalar`` under numpy 1 and as ``numpy._core.multiarray.*`` under numpy 2.
+Both names are allowlisted, whichever numpy is installed, so a checkpoint
+written under either numpy major version resumes under the other.
 """
 import pickle
-from typing import Callable, List
+from typing import Callable, List, Tuple, Union
 
 import numpy as np
 import torch
@@ -21,6 +26,10 @@ from mmengine.logging import HistoryBuffer
 
 #: Registered by every ``HistoryBuffer.__init__`` (``_set_default_statistics``).
 DEFAULT_STATISTICS = ('min', 'max', 'current', 'mean')
+
+#: Where numpy 1 (``numpy.core``) and numpy 2 (``numpy._core``) keep the array
+#: and scalar reconstructors that pickles name.
+NUMPY_MULTIARRAY_MODULES = ('numpy.core.multiarray', 'numpy._core.multiarray')
 
 
 def history_buffer_method(owner: type, name: str) -> Callable:
@@ -44,17 +53,31 @@ def history_buffer_method(owner: type, name: str) -> Callable:
         'HistoryBuffer statistics methods are allowed.')
 
 
-def mmengine_checkpoint_globals() -> List[object]:
-    """What checkpoints saved by mmengine's Runner hold besides tensors."""
+def mmengine_checkpoint_globals() -> List[Union[object, Tuple[object, str]]]:
+    """What checkpoints saved by mmengine's Runner hold besides tensors.
+
+    Returns:
+        list: Objects, or ``(object, 'module.name')`` pairs for objects
+        allowlisted under a name other than their own, in the format of
+        ``torch.serialization.add_safe_globals``.
+    """
     scalar_types = {type(np.dtype(name)) for name in (
         'float64', 'float32', 'float16', 'int64', 'int32', 'int16', 'int8',
         'uint8', 'bool')}
+    # The functions an array and a numpy scalar reduce to; each is
+    # allowlisted under both numpy majors' module paths.
+    reconstruct = np.zeros(1).__reduce__()[0]
+    scalar = np.float64(0).__reduce__()[0]
+    multiarray_globals = [
+        (function, f'{module}.{function.__name__}')
+        for module in NUMPY_MULTIARRAY_MODULES
+        for function in (reconstruct, scalar)
+    ]
     return [
         HistoryBuffer,
         np.ndarray,
         np.dtype,
-        np.core.multiarray._reconstruct,
-        np.core.multiarray.scalar,
+        *multiarray_globals,
         *sorted(scalar_types, key=lambda t: t.__name__),
         (history_buffer_method, 'builtins.getattr'),
     ]

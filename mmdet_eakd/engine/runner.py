@@ -7,6 +7,8 @@
   in that case and wraps the model in DDP without device ids.
 * Its checkpoints load with plain ``torch.load`` (see
   :class:`TorchSafeCheckpointHook`).
+* On a CPU distributed run each process uses its share of the machine's cores
+  (see :func:`share_cpu_threads`) unless the user set ``OMP_NUM_THREADS``.
 """
 import copy
 import datetime
@@ -23,6 +25,7 @@ from mmengine.runner import Runner
 from mmdet.registry import RUNNERS
 from ..models import student_model_config
 from .hooks import TorchSafeCheckpointHook
+from .threads import share_cpu_threads
 
 
 def cpu_only() -> bool:
@@ -42,34 +45,41 @@ class EAKDRunner(Runner):
             self.register_hook(TorchSafeCheckpointHook())
 
     def setup_env(self, env_cfg: dict) -> None:
-        """Start a gloo process group on CPU, then run ``Runner.setup_env``.
+        """Start a gloo process group on CPU and share the cores among the
+        processes of each machine, then run ``Runner.setup_env``.
 
         ``Runner.setup_env`` skips ``init_dist`` when a process group exists, so
         everything else it does (seeds, multiprocessing, cudnn) stays the same.
         """
-        if self.distributed and not is_distributed() and cpu_only():
-            if self.launcher != 'pytorch':
-                raise RuntimeError(
-                    f'Distributed training with launcher={self.launcher!r} needs '
-                    'CUDA, and this torch has none. On a CPU machine use '
-                    'tools/dist_train.sh (torchrun, launcher "pytorch").')
-            dist_cfg = dict(env_cfg.get('dist_cfg', {}))
-            backend = dist_cfg.pop('backend', 'nccl')
-            timeout = dist_cfg.pop('timeout', None)
-            if backend != 'gloo':
-                print_log(
-                    f'No CUDA device: using the gloo backend instead of '
-                    f'{backend!r} for distributed training.',
-                    logger='current')
-            kwargs = dict(dist_cfg)
-            if timeout is not None:
-                kwargs['timeout'] = datetime.timedelta(seconds=timeout)
-            torch_dist.init_process_group(
-                backend='gloo',
-                rank=int(os.environ['RANK']),
-                world_size=int(os.environ['WORLD_SIZE']),
-                **kwargs)
+        if self.distributed and cpu_only():
+            if not is_distributed():
+                self._init_cpu_process_group(env_cfg)
+            share_cpu_threads()
         super().setup_env(env_cfg)
+
+    def _init_cpu_process_group(self, env_cfg: dict) -> None:
+        """Start the gloo process group of a CPU distributed run."""
+        if self.launcher != 'pytorch':
+            raise RuntimeError(
+                f'Distributed training with launcher={self.launcher!r} needs '
+                'CUDA, and this torch has none. On a CPU machine use '
+                'tools/dist_train.sh (torchrun, launcher "pytorch").')
+        dist_cfg = dict(env_cfg.get('dist_cfg', {}))
+        backend = dist_cfg.pop('backend', 'nccl')
+        timeout = dist_cfg.pop('timeout', None)
+        if backend != 'gloo':
+            print_log(
+                f'No CUDA device: using the gloo backend instead of '
+                f'{backend!r} for distributed training.',
+                logger='current')
+        kwargs = dict(dist_cfg)
+        if timeout is not None:
+            kwargs['timeout'] = datetime.timedelta(seconds=timeout)
+        torch_dist.init_process_group(
+            backend='gloo',
+            rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']),
+            **kwargs)
 
     def wrap_model(self, model_wrapper_cfg: Optional[dict],
                    model: torch.nn.Module) -> torch.nn.Module:

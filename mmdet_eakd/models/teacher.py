@@ -12,6 +12,7 @@ from mmdet.models.detectors import TwoStageDetector
 from mmdet.models.roi_heads import StandardRoIHead
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
+from ..engine.downloads import CheckpointDownloadError, download_error
 
 
 def load_teacher_config(config: Union[str, dict, Config]) -> Config:
@@ -100,13 +101,21 @@ def load_teacher_checkpoint(teacher: torch.nn.Module, checkpoint: str) -> None:
         teacher (nn.Module): The built teacher.
         checkpoint (str): A local path or a URL (``http(s)://``,
             ``open-mmlab://``, ...), read by mmengine's ``CheckpointLoader``.
+
+    Raises:
+        CheckpointDownloadError: The URL could not be fetched; the message
+            says how to pass a local file or fill torch's hub cache.
     """
     is_local = '://' not in checkpoint
     if is_local and not osp.isfile(checkpoint):
         raise FileNotFoundError(
             f'Teacher checkpoint {checkpoint!r} does not exist. Set '
             'model.teacher.checkpoint to the trained teacher\'s .pth file or URL.')
-    raw = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    try:
+        raw = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+    except CheckpointDownloadError as error:  # e.g. no network
+        raise download_error(checkpoint, error.reason,
+                             config_key='model.teacher.checkpoint') from error
     state_dict = _state_dict_of(raw, checkpoint)
     expected = teacher.state_dict().keys()
     missing = set(expected) - set(state_dict)
