@@ -1,10 +1,11 @@
 # Copyright (c) mmdet-eakd contributors. All rights reserved.
-"""Acceptance tests of the EA-KD loss family (issue 3).
+"""Acceptance tests of the EA-KD loss family (issues 3 and 12).
 
 The references below are written from the equations (EA-KD paper eq. 3 and
 8-12; DKD and logit standardization from their papers) in float64 numpy with
 plain loops; they never call the code under test.
 """
+import contextlib
 import importlib.util
 import json
 import math
@@ -14,12 +15,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import SYNTHETIC_CONFIGS
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
 
-from mmdet_eakd.losses import (WEIGHT_MODES, EADKDLoss, EAKDLoss,
-                               dkd_loss_per_sample, ea_dkd_loss_per_sample,
-                               ea_kd_loss_per_sample, entropy_weights,
+from mmdet_eakd.losses import (EA_STAT_NAMES, WEIGHT_MODES, EADKDLoss,
+                               EAKDLoss, EAStats, dkd_loss_per_sample,
+                               ea_dkd_loss_per_sample, ea_kd_loss_per_sample,
+                               ea_statistics, entropy_weights,
                                kd_loss_per_sample, softened_entropy,
                                standardize_logits)
 
@@ -274,19 +278,25 @@ def test_weighted_module_matches_reference(loss_type, mode):
         ref_entropy(np_(zt), 3.0), ref_entropy(np_(zs), 3.0), mode, h_ub)
     if loss_type == 'kd':
         module = EAKDLoss(weight_mode=mode, temperature=2.0, loss_weight=0.7)
-        loss, stats = module(zs, zt, return_stats=True)
+        loss = module(zs, zt)
         term = ref_kd(np_(zs), np_(zt), 2.0)
     else:
         module = EADKDLoss(weight_mode=mode, temperature=2.0, loss_weight=0.7)
-        loss, stats = module(zs, zt, labels, return_stats=True)
+        loss = module(zs, zt, labels)
         term = ref_dkd(np_(zs), np_(zt), labels.numpy(), 1.0, 0.25, 2.0)
     np.testing.assert_allclose(loss.item(), 0.7 * (w * term).mean(),
                                rtol=1e-10)
-    np.testing.assert_allclose(np_(stats['ea_weight']), w, rtol=1e-11)
+    stats = module.ea_stats(zs, zt)
+    np.testing.assert_allclose(np_(stats.ea_weight), w, rtol=1e-11)
     np.testing.assert_allclose(
-        np_(stats['entropy_teacher']), ref_entropy(np_(zt), 3.0), rtol=1e-11)
+        np_(stats.entropy_t), ref_entropy(np_(zt), 3.0), rtol=1e-11)
     np.testing.assert_allclose(
-        np_(stats['entropy_student']), ref_entropy(np_(zs), 3.0), rtol=1e-11)
+        np_(stats.entropy_s), ref_entropy(np_(zs), 3.0), rtol=1e-11)
+    # the per-sample functions are the same math
+    assert torch.equal(stats.ea_weight, ea_statistics(
+        zs, zt, weight_mode=mode).ea_weight)
+    per_sample = module(zs, zt, labels, reduction_override='none')
+    np.testing.assert_allclose(np_(per_sample), 0.7 * w * term, rtol=1e-10)
 
 
 def test_standardize_logits_matches_reference():
@@ -351,11 +361,11 @@ def test_eq13_limits():
         for mode in ('ea', 'base', 'interact'):
             assert torch.equal(weight(one_hot, z_s, mode), torch.zeros(4))
     # the module reports the same weights
-    _, stats = EAKDLoss()(uniform, one_hot, return_stats=True)
-    assert torch.equal(stats['ea_weight'], torch.zeros(4))
-    _, stats = EAKDLoss()(one_hot, uniform, return_stats=True)
+    stats = EAKDLoss().ea_stats(uniform, one_hot)
+    assert torch.equal(stats.ea_weight, torch.zeros(4))
+    stats = EAKDLoss().ea_stats(one_hot, uniform)
     torch.testing.assert_close(
-        stats['ea_weight'], torch.full((4, ), h_ub / 2), rtol=1e-6, atol=0)
+        stats.ea_weight, torch.full((4, ), h_ub / 2), rtol=1e-6, atol=0)
 
 
 # --------------------------------------------------------------------------
@@ -371,9 +381,13 @@ def test_weights_and_stats_carry_no_gradient(mode):
     assert h_t.requires_grad  # the entropy itself is differentiable ...
     w = entropy_weights(h_t, h_s, mode, entropy_upper_bound=math.log(81))
     assert not w.requires_grad and w.grad_fn is None  # ... the weight is not
-    loss, stats = EAKDLoss(weight_mode=mode)(zs, zt, return_stats=True)
-    assert set(stats) == {'ea_weight', 'entropy_teacher', 'entropy_student'}
-    for value in stats.values():
+    module = EAKDLoss(weight_mode=mode)
+    loss = module(zs, zt)
+    stats = module.ea_stats(zs, zt)
+    assert isinstance(stats, EAStats)
+    assert stats._fields == EA_STAT_NAMES == ('ea_weight', 'entropy_t',
+                                              'entropy_s')
+    for value in stats:
         assert value.shape == (5, ) and not value.requires_grad
     loss.backward()
     assert zt.grad is None  # the teacher never gets gradient
@@ -447,30 +461,34 @@ def test_properties(n, c, temperature, entropy_temperature, log_scale, mode,
     kwargs = dict(
         temperature=temperature,
         entropy_temperature=entropy_temperature,
-        weight_mode=mode,
-        return_entropy=True)
+        weight_mode=mode)
     kd = ea_kd_loss_per_sample(zs, zt, **kwargs)
     dkd = ea_dkd_loss_per_sample(zs, zt, labels, **kwargs)
+    stats = ea_statistics(
+        zs, zt, entropy_temperature=entropy_temperature, weight_mode=mode)
     # Weights and entropies in [0, H_ub], up to float32 rounding of a sum
     # of C terms (relative 1e-6).
     bound = h_ub * (1 + 1e-6) + 1e-7
-    for h in (kd.entropy_teacher, kd.entropy_student):
+    for h in (stats.entropy_t, stats.entropy_s):
         assert h.shape == (n, ) and bool(((h >= 0) & (h <= bound)).all())
     if mode == 'none':
-        assert torch.equal(kd.weight, torch.ones(n))
+        assert torch.equal(stats.ea_weight, torch.ones(n))
     else:
-        assert bool(((kd.weight >= 0) & (kd.weight <= bound)).all())
-    assert torch.equal(kd.weight, dkd.weight)
+        assert bool(((stats.ea_weight >= 0) &
+                     (stats.ea_weight <= bound)).all())
     # Losses finite and >= 0. KL >= 0 holds exactly in real arithmetic; the
     # float32 sum p (log p - log q) may round below 0 by the absolute error
     # of the log-probs (a few eps * (|z| / T + log C)) times T^2 * w, so
     # that much (8 eps) and no more is tolerated; nothing is clamped.
     max_abs = zs.abs().amax(1).maximum(zt.abs().amax(1))
     tol = 8 * EPS32 * temperature**2 * (max_abs / temperature + h_ub + 1)
-    for terms in (kd, dkd):
-        assert terms.loss.shape == (n, )
-        assert bool(torch.isfinite(terms.loss).all())
-        assert bool((terms.loss >= -tol * kd.weight.clamp(min=1)).all())
+    for loss in (kd, dkd):
+        assert loss.shape == (n, )
+        assert bool(torch.isfinite(loss).all())
+        assert bool((loss >= -tol * stats.ea_weight.clamp(min=1)).all())
+    # ... and the weights of the statistics are those of the losses.
+    torch.testing.assert_close(
+        kd, stats.ea_weight * kd_loss_per_sample(zs, zt, temperature))
 
 
 # --------------------------------------------------------------------------
@@ -490,38 +508,27 @@ L = torch.tensor([0, 5, 80, 3])  # labels
          r'\(4, 81\)'),
         (lambda: EAKDLoss()(S.long(), T), TypeError, 'student_logits'),
         (lambda: EAKDLoss()(S, T.int()), TypeError, 'teacher_logits'),
+        (lambda: EAKDLoss()(S, T.numpy()), TypeError, 'teacher_logits'),
         (lambda: EAKDLoss()(S[0], T[0]), ValueError, 'student_logits'),
-        (lambda: EAKDLoss()(S, T.masked_fill(T > 1, float('nan'))),
-         ValueError, 'teacher_logits contains NaN'),
-        (lambda: EAKDLoss()(S.clone().index_fill_(0, torch.tensor([2]),
-                                                  NEG_INF), T), ValueError,
-         'student_logits has a row whose logits are all -inf'),
-        (lambda: EAKDLoss()(S.clone().index_fill_(1, torch.tensor([7]),
-                                                  NEG_INF), T), ValueError,
-         'student_logits is -inf where teacher_logits is not'),
+        (lambda: EAKDLoss().ea_stats(S, T[:3]), ValueError,
+         'teacher_logits has shape'),
         (lambda: EADKDLoss()(S, T), ValueError, 'needs labels'),
-        (lambda: EADKDLoss()(S, T, torch.tensor([0, 5, 81, 3])), ValueError,
-         r'labels must lie in \[0, 80\]'),
-        (lambda: EADKDLoss()(S, T, torch.tensor([0, 5, -1, 3])), ValueError,
-         r'labels must lie in \[0, 80\]'),
+        # the label range is checked without a host sync: on the CPU a
+        # RuntimeError at once (a device-side assertion on a GPU)
+        (lambda: EADKDLoss()(S, T, torch.tensor([0, 5, 81, 3])),
+         RuntimeError, r'labels must lie in \[0, 80\]'),
+        (lambda: EADKDLoss()(S, T, torch.tensor([0, 5, -1, 3])),
+         RuntimeError, r'labels must lie in \[0, 80\]'),
         (lambda: EADKDLoss()(S, T, L.float()), TypeError,
+         'labels must be an integer tensor'),
+        (lambda: EADKDLoss()(S, T, L.bool()), TypeError,
          'labels must be an integer tensor'),
         (lambda: EADKDLoss()(S, T, L[:3]), ValueError,
          r'labels must have shape \(4,\)'),
-        (lambda: dkd_loss_per_sample(S, T, L.bool()), TypeError, 'labels'),
         (lambda: EAKDLoss()(S, T, weight=torch.ones(5)), ValueError,
-         'weight must be a tensor of shape'),
+         r'weight must be None or a tensor of shape \(4,\)'),
         (lambda: EAKDLoss()(S, T, reduction_override='avg'), ValueError,
          'reduction_override'),
-        (lambda: kd_loss_per_sample(S, T, temperature=0), ValueError,
-         'temperature'),
-        (lambda: softened_entropy(S, -1.0), ValueError, 'temperature'),
-        (lambda: dkd_loss_per_sample(S, T, L, alpha=-1.0), ValueError,
-         'alpha'),
-        (lambda: standardize_logits(S.long()), TypeError, 'logits'),
-        (lambda: entropy_weights(
-            torch.ones(3), torch.ones(4), entropy_upper_bound=1.0),
-         ValueError, 'entropy_teacher has shape'),
     ])
 def test_bad_input_raises_naming_the_argument(call, error, match):
     with pytest.raises(error, match=match):
@@ -531,18 +538,121 @@ def test_bad_input_raises_naming_the_argument(call, error, match):
 @pytest.mark.parametrize('cls,kwargs,name', [
     (EAKDLoss, dict(temperature=0.0), 'temperature'),
     (EAKDLoss, dict(temperature=float('inf')), 'temperature'),
+    (EAKDLoss, dict(temperature=True), 'temperature'),
     (EAKDLoss, dict(entropy_temperature=-3.0), 'entropy_temperature'),
     (EAKDLoss, dict(weight_mode='EA'), 'weight_mode'),
     (EAKDLoss, dict(entropy_upper_bound=0.0), 'entropy_upper_bound'),
+    (EAKDLoss, dict(entropy_upper_bound=-1), 'entropy_upper_bound'),
     (EAKDLoss, dict(loss_weight=-1.0), 'loss_weight'),
     (EAKDLoss, dict(reduction='batchmean'), 'reduction'),
     (EAKDLoss, dict(logit_standardization='yes'), 'logit_standardization'),
+    (EAKDLoss, dict(check_finite=1), 'check_finite'),
     (EADKDLoss, dict(alpha=-0.1), 'alpha'),
     (EADKDLoss, dict(beta=float('nan')), 'beta'),
+    (EADKDLoss, dict(temperature=0), 'temperature'),
 ])
 def test_bad_constructor_args_raise(cls, kwargs, name):
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(ValueError, match=f'^{name} must be'):
         cls(**kwargs)
+
+
+def _nonfinite_cases():
+    """(student, teacher, message) pairs that only check_finite rejects."""
+    nan_teacher = T.masked_fill(T > 1, float('nan'))
+    inf_student = S.clone().index_put_((torch.tensor([1]), torch.tensor([3])),
+                                       torch.tensor(float('inf')))
+    all_neg_inf = S.clone().index_fill_(0, torch.tensor([2]), NEG_INF)
+    neg_inf_student = S.clone().index_fill_(1, torch.tensor([7]), NEG_INF)
+    return [
+        (S, nan_teacher, 'teacher_logits contains NaN or \\+inf'),
+        (inf_student, T, r'student_logits contains NaN or \+inf values '
+         r'\(row 1\)'),
+        (all_neg_inf, T, r'student_logits has a row whose logits are all '
+         r'-inf \(row 2\)'),
+        (neg_inf_student, T, r'student_logits is -inf where teacher_logits '
+         r'is not \(row 0, class 7\)'),
+    ]
+
+
+@pytest.mark.parametrize('student,teacher,match', _nonfinite_cases())
+def test_check_finite_rejects_bad_values(student, teacher, match):
+    for cls, args in ((EAKDLoss, ()), (EADKDLoss, (L, ))):
+        with pytest.raises(ValueError, match=match):
+            cls(check_finite=True)(student, teacher, *args)
+        with pytest.raises(ValueError, match=match):
+            cls(check_finite=True).ea_stats(student, teacher)
+        # by default the values are not read: no exception
+        cls()(student, teacher, *args)
+        cls().ea_stats(student, teacher)
+
+
+@pytest.mark.parametrize('mode', WEIGHT_MODES)
+@pytest.mark.parametrize('standardize', [False, True])
+def test_training_path_reads_no_values_on_the_host(mode, standardize):
+    """Forward, ``ea_stats`` and backward run on meta tensors, which have
+    no values: any host read (``.item()``, ``.tolist()``, ``bool(t)``, the
+    label range) would raise, and on a GPU would be a host sync."""
+    zs = torch.empty(8, 81, device='meta', requires_grad=True)
+    zt = torch.empty(8, 81, device='meta')
+    labels = torch.empty(8, dtype=torch.long, device='meta')
+    for module, args in (
+        (EAKDLoss(weight_mode=mode, logit_standardization=standardize), ()),
+        (EADKDLoss(weight_mode=mode, logit_standardization=standardize),
+         (labels, )),
+    ):
+        loss = module(zs, zt, *args)
+        means = module.ea_stats(zs, zt).means()
+        loss.backward()
+        assert loss.shape == () and zs.grad.shape == (8, 81)
+        assert set(means) == set(EA_STAT_NAMES)
+        zs.grad = None
+    # reading values on meta tensors does raise: check_finite reads them
+    with pytest.raises(RuntimeError, match='meta'):
+        EAKDLoss(check_finite=True)(zs, zt)
+
+
+def test_non_finite_logits_poison_their_rows_only_like_cross_entropy():
+    """A NaN / +inf student logit (e.g. an fp16 overflow) gives a NaN loss,
+    not an exception, and NaN gradient for that RoI's row only.
+
+    mmdet's ``CrossEntropyLoss`` on the same logits behaves alike: NaN loss,
+    NaN gradient row for the bad RoI, the clean gradient for the others. The
+    NaN row then reaches the parameters through backprop either way, so
+    GradScaler sees non-finite gradients and skips the step.
+    """
+    from mmdet.models.losses import CrossEntropyLoss
+    zs = logits(6, 9, seed=42, dtype=torch.float32)
+    zt = logits(6, 9, scale=4, seed=43, dtype=torch.float32)
+    labels = labels_for(6, 9)
+    bad_rows = torch.tensor([1, 4])
+    bad = zs.clone()
+    bad[1, 2] = float('inf')
+    bad[4, 0] = float('nan')
+    good = torch.ones(6, dtype=torch.bool).index_fill_(0, bad_rows, False)
+    for module, args in ((EAKDLoss(), ()), (EADKDLoss(), (labels, )),
+                         (EAKDLoss(logit_standardization=True), ()),
+                         (CrossEntropyLoss(), None)):
+        def gradient(student):
+            student = student.clone().requires_grad_()
+            if args is None:  # mmdet's CrossEntropyLoss(cls_score, label)
+                loss = module(student, labels)
+            else:
+                loss = module(student, zt, *args)
+            loss.backward()
+            return loss, student.grad
+
+        clean_loss, clean_grad = gradient(zs)
+        loss, grad = gradient(bad)
+        assert torch.isfinite(clean_loss) and torch.isnan(loss)
+        assert torch.isnan(grad[bad_rows]).all(dim=1).all()
+        torch.testing.assert_close(grad[good], clean_grad[good])
+        if args is not None:
+            stats, clean = module.ea_stats(bad, zt), module.ea_stats(zs, zt)
+            assert torch.equal(stats.entropy_t, clean.entropy_t)
+            for name in ('ea_weight', 'entropy_s'):
+                assert torch.isnan(getattr(stats, name)[bad_rows]).all()
+                assert torch.equal(
+                    getattr(stats, name)[good], getattr(clean, name)[good])
 
 
 @pytest.mark.parametrize('mode', WEIGHT_MODES)
@@ -553,13 +663,15 @@ def test_empty_batch_gives_connected_zero(mode, avg_factor):
     for module, args in ((EAKDLoss(weight_mode=mode), ()),
                          (EADKDLoss(weight_mode=mode),
                           (torch.zeros(0, dtype=torch.long), ))):
-        loss, stats = module(
-            zs, zt, *args, avg_factor=avg_factor, return_stats=True)
+        loss = module(zs, zt, *args, avg_factor=avg_factor)
         assert loss.shape == () and loss.item() == 0.0
         assert loss.grad_fn is not None
         loss.backward()
         assert zs.grad.shape == (0, 81)
-        assert all(v.shape == (0, ) for v in stats.values())
+        stats = module.ea_stats(zs, zt)
+        assert all(v.shape == (0, ) for v in stats)
+        # a step without RoIs still logs a number per statistic
+        assert stats.means() == dict.fromkeys(EA_STAT_NAMES, 0.0)
         per_sample = module(zs, zt, *args, reduction_override='none')
         assert per_sample.shape == (0, )
 
@@ -660,12 +772,13 @@ def test_neg_inf_entries():
     std = standardize_logits(zs_inf)
     assert torch.isneginf(std[:, 5]).all()
     torch.testing.assert_close(std[:, keep], standardize_logits(zs[:, keep]))
-    loss, stats = EAKDLoss(logit_standardization=True)(
-        zs_inf, zt_inf, return_stats=True)
+    module = EAKDLoss(logit_standardization=True, check_finite=True)
+    loss = module(zs_inf, zt_inf)
+    stats = module.ea_stats(zs_inf, zt_inf)
     (loss + kd.sum() + dkd.sum()).backward()
     assert torch.isfinite(zs_inf.grad).all()
     assert torch.equal(zs_inf.grad[:, 5], torch.zeros(6, dtype=zs.dtype))
-    assert all(torch.isfinite(v).all() for v in stats.values())
+    assert all(torch.isfinite(v).all() for v in stats)
     # a teacher without any finite non-target logit has NCKD = 0
     zt_one = torch.full((1, 4), NEG_INF).index_fill_(1, torch.tensor([2]), 1.)
     dkd_one = dkd_loss_per_sample(zs[:1, :4], zt_one, torch.tensor([2]),
@@ -685,11 +798,83 @@ def test_single_class(mode):
                          (EADKDLoss(weight_mode=mode), (labels, )),
                          (EAKDLoss(weight_mode=mode,
                                    logit_standardization=True), ())):
-        loss, stats = module(zs, zt, *args, return_stats=True)
+        loss = module(zs, zt, *args)
         assert loss.item() == 0.0
-        assert torch.equal(stats['ea_weight'], expected_weight)
+        assert torch.equal(module.ea_stats(zs, zt).ea_weight,
+                           expected_weight)
         loss.backward()
         assert torch.isfinite(zs.grad).all()
+
+
+class _CPUAmpOptimWrapper(AmpOptimWrapper):
+    """mmengine's ``AmpOptimWrapper`` with torch's GradScaler on the CPU.
+
+    Stands in for ``AmpOptimWrapper`` on a GPU, whose constructor refuses a
+    machine without one: ``backward`` (``scaler.scale(loss).backward()``),
+    ``step`` (``scaler.step`` skips ``optimizer.step`` when a gradient is
+    inf/NaN, then ``scaler.update`` halves the scale) and the skip decision
+    are mmengine's and ``torch.amp.GradScaler``'s own code, run on the CPU.
+    It does not autocast (mmcv's CPU RoIAlign has no half kernel): the fp16
+    overflow itself is simulated by a hook that writes +inf into the
+    student's classification logits.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        OptimWrapper.__init__(self, optimizer=optimizer)
+        self._scale_update_param = None
+        self.loss_scaler = torch.amp.GradScaler('cpu')
+        self.cast_dtype = None
+
+    @contextlib.contextmanager
+    def optim_context(self, model: torch.nn.Module):
+        with OptimWrapper.optim_context(self, model):
+            yield
+
+
+def test_overflow_in_a_training_step_is_skipped_not_raised(tmp_path):
+    """A student logit overflows to +inf in one step of the tiny EA-KD
+    config: the step runs to the optimizer wrapper, which skips it (the
+    parameters stay unchanged, the loss scale backs off), and the next step
+    trains. The loss used to raise ``ValueError('student_logits contains NaN
+    or +inf values')`` and end the run.
+    """
+    from mmdet.testing import demo_mm_inputs
+    from mmdet_eakd.utils import build_offline_model
+
+    model = build_offline_model(
+        SYNTHETIC_CONFIGS / 'eakd_frcnn_teacher_tiny_synthetic.py', tmp_path)
+    model.train()
+    optim = _CPUAmpOptimWrapper(
+        torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
+    torch.manual_seed(0)
+    data = demo_mm_inputs(
+        batch_size=2, image_shapes=[(3, 160, 160), (3, 128, 160)],
+        num_items=[3, 2], num_classes=4)
+
+    def overflow(module, args, output):
+        cls_score, bbox_pred = output
+        index = (torch.tensor([0]), torch.tensor([1]))
+        return cls_score.index_put(index, torch.tensor(float('inf'))), \
+            bbox_pred
+
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    scale = optim.loss_scaler.get_scale()
+    handle = model.roi_head.bbox_head.register_forward_hook(overflow)
+    try:
+        log = model.train_step(data, optim)
+    finally:
+        handle.remove()
+    assert not torch.isfinite(log['loss_kd'])
+    assert set(EA_STAT_NAMES) <= set(log)
+    assert optim.loss_scaler.get_scale() == scale / 2
+    for name, param in model.named_parameters():
+        assert torch.equal(param, before[name]), name
+    # the run goes on
+    log = model.train_step(data, optim)
+    assert torch.isfinite(log['loss_kd']) and torch.isfinite(log['loss'])
+    assert all(torch.isfinite(log[name]) for name in EA_STAT_NAMES)
+    assert not all(
+        torch.equal(p, before[n]) for n, p in model.named_parameters())
 
 
 def test_registered_in_mmdet_models():
@@ -715,8 +900,10 @@ def test_benchmark_script_smoke(tmp_path, capsys):
     assert 'EA-KD / KD' in printed and 'EA-DKD / DKD' in printed
     assert json.loads(out_json.read_text()) == results
     assert set(results['median_ms']) == {
-        'ea_kd', 'kd', 'ea_dkd', 'dkd', 'kd_torch'
+        'ea_kd', 'kd', 'ea_dkd', 'dkd', 'ea_kd_stats', 'kd_torch'
     }
     assert results['n'] == 16 and results['c'] == 5
     assert results['ratio_ea_kd_over_kd'] > 0
     assert results['ratio_ea_dkd_over_dkd'] > 0
+    assert results['ratio_stats_overhead'] > 0
+    assert '(EA-KD + ea_stats) / EA-KD' in printed

@@ -72,7 +72,8 @@ from mmdet.registry import MODELS  # noqa: E402
 from mmdet_eakd.analysis import (QUARTILES, describe,  # noqa: E402
                                  loss_share_summary, top_fraction_mask)
 from mmdet_eakd.distill import load_teacher_config  # noqa: E402
-from mmdet_eakd.losses.functional import ea_kd_loss_per_sample  # noqa: E402
+from mmdet_eakd.losses import (ea_kd_loss_per_sample,  # noqa: E402
+                               ea_statistics)
 from mmdet_eakd.models import (RoIDistillTwoStageDetector,  # noqa: E402
                                student_model_config)
 
@@ -306,21 +307,20 @@ def summarize(logits: RoILogits, args: argparse.Namespace,
         ``h_t``, ``h_s``, ``w_ea``, ``foreground``, ``top`` and the
         per-method losses for plotting (removed before writing JSON).
     """
-    terms = {
+    losses = {
         method: ea_kd_loss_per_sample(
             logits.student, logits.teacher,
             temperature=args.temperature,
             entropy_temperature=args.entropy_temperature,
-            weight_mode=mode, return_entropy=True)
+            weight_mode=mode)
         for method, mode in METHODS.items()
     }
-    h_t = terms['ea_kd'].entropy_teacher
-    h_s = terms['ea_kd'].entropy_student
-    w_ea = terms['ea_kd'].weight
+    stats = ea_statistics(logits.student, logits.teacher,
+                          entropy_temperature=args.entropy_temperature)
+    h_t, h_s, w_ea = stats.entropy_t, stats.entropy_s, stats.ea_weight
     num_classes = logits.teacher.size(1) - 1
     foreground = logits.labels < num_classes
     top = top_fraction_mask(h_t, TOP_FRACTION)
-    losses = {method: term.loss for method, term in terms.items()}
     shares = loss_share_summary(h_t, losses)
     top_shares = {
         method: float(loss[top].sum() / loss.sum())

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
+from ..losses import EAStats
 from .adapters import LogitGroup, adapter_for
 from .teacher import (build_teacher, input_format, load_teacher_config,
                       renormalize_for_teacher, same_input_format)
@@ -28,12 +29,6 @@ DISTILL_ARGS = ('teacher', 'distill_loss', 'teacher_autocast',
                 'teacher_channels_last')
 #: Name of the KD loss in the loss dict (per group: ``f'{group}.loss_kd'``).
 KD_LOSS = 'loss_kd'
-#: Logged statistics: name in the loss dict -> key of the loss's statistics.
-KD_STATS = {
-    'ea_weight': 'ea_weight',
-    'entropy_t': 'entropy_teacher',
-    'entropy_s': 'entropy_student',
-}
 
 _AUTOCAST_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
 
@@ -61,9 +56,11 @@ class DistillerMixin:
     Args:
         teacher (dict): ``config`` (config path, ``mmdet::`` name or config
             dict) and ``checkpoint`` (path or URL) of the trained teacher.
-        distill_loss (dict): Config of the distillation loss module, called as
-            ``loss(student_logits, teacher_logits, labels, return_stats=True)``
-            on each group's valid samples.
+        distill_loss (dict): Config of the distillation loss module (e.g.
+            ``EAKDLoss``), called as ``loss(student_logits, teacher_logits,
+            labels)`` on each group's valid samples; its
+            ``ea_stats(student_logits, teacher_logits)`` gives the logged
+            statistics.
         teacher_autocast (str, optional): ``'fp16'`` or ``'bf16'`` to run the
             teacher's backbone and neck under autocast (its head and the loss
             stay float32). Defaults to None (the student's precision).
@@ -233,13 +230,13 @@ class DistillerMixin:
         ]
         return DistillInputs(losses, groups)
 
-    def _kd_loss(self, group: LogitGroup) -> Tuple[Tensor, Dict[str, Tensor]]:
-        """The distillation loss of one group's valid samples and its
-        per-sample statistics (the one call into the loss module)."""
+    def _kd_loss(self, group: LogitGroup) -> Tuple[Tensor, EAStats]:
+        """The distillation loss of one group's valid samples and their
+        per-sample statistics (the one place that calls the loss module)."""
         valid = group.valid
-        return self.distill_loss(
-            group.student[valid], group.teacher[valid], group.labels[valid],
-            return_stats=True)
+        student, teacher = group.student[valid], group.teacher[valid]
+        return (self.distill_loss(student, teacher, group.labels[valid]),
+                self.distill_loss.ea_stats(student, teacher))
 
     def distill_losses(self, groups: Sequence[LogitGroup]
                        ) -> Dict[str, Tensor]:
@@ -254,20 +251,17 @@ class DistillerMixin:
         """
         losses: Dict[str, Tensor] = {}
         total: Optional[Tensor] = None
-        stats: Dict[str, List[Tensor]] = {key: [] for key in KD_STATS}
+        stats: List[EAStats] = []
         for group in groups:
             loss, group_stats = self._kd_loss(group)
             weighted = group.weight * loss
             if group.name:
                 losses[f'{group.name}.{KD_LOSS}'] = weighted
             total = weighted if total is None else total + weighted
-            for name, key in KD_STATS.items():
-                stats[name].append(group_stats[key])
+            stats.append(group_stats)
         losses[KD_LOSS] = total
-        for name, values in stats.items():
-            values = torch.cat(values)
-            losses[name] = (values.mean() if values.numel() else
-                            values.new_zeros(()))
+        losses.update(
+            EAStats(*(torch.cat(values) for values in zip(*stats))).means())
         return losses
 
     def loss(self, batch_inputs: Tensor,

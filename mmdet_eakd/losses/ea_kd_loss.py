@@ -1,32 +1,125 @@
 # Copyright (c) mmdet-eakd contributors. All rights reserved.
-"""Registered EA-KD loss modules (thin wrappers of :mod:`.functional`)."""
-import math
-from typing import Dict, Optional, Tuple, Union
+"""Registered EA-KD loss modules: argument checks + :mod:`.functional`.
 
+Every argument is checked once, where it enters: the hyper-parameters in the
+constructor, the tensors (type, shape, dtype, device) in ``forward`` /
+``ea_stats``. The values of the logits are not read on the host in training
+(no sync, no exception from a transient fp16 overflow): like mmdet's own
+losses, a NaN or ``+inf`` logit gives a NaN loss for the step, which
+mmengine's ``AmpOptimWrapper`` (GradScaler) skips and mmdet's
+``CheckInvalidLossHook`` can turn into a hard stop. ``check_finite=True``
+checks the values on the host instead, for direct use.
+"""
+import math
+from typing import Any, Optional
+
+import torch
 from mmdet.models.losses.utils import weight_reduce_loss
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from .functional import (WEIGHT_MODES, EADistillTerms, ea_dkd_loss_per_sample,
-                         ea_kd_loss_per_sample)
+from .functional import (WEIGHT_MODES, EAStats, ea_dkd_loss_per_sample,
+                         ea_kd_loss_per_sample, ea_statistics)
 
 REDUCTIONS = ('none', 'mean', 'sum')
 
 
-def _require(condition: bool, message: str) -> None:
-    """Raise a ValueError with ``message`` unless ``condition`` holds."""
-    if not condition:
-        raise ValueError(message)
+def _check(name: str, value: Any, valid: bool, requirement: str) -> None:
+    """Raise ``ValueError('<name> must be <requirement>, got <value>')``
+    unless ``valid``; the one argument check of this module."""
+    if not valid:
+        raise ValueError(f'{name} must be {requirement}, got {value!r}')
 
 
-def _is_number(value) -> bool:
+def _is_number(value: Any) -> bool:
     """Whether ``value`` is a finite int or float (not a bool)."""
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
             and math.isfinite(value))
 
 
+def _check_logits(student_logits: Tensor, teacher_logits: Tensor) -> None:
+    """Check the logit pair's types, shapes and devices (not its values)."""
+    for name, logits in (('student_logits', student_logits),
+                         ('teacher_logits', teacher_logits)):
+        if not isinstance(logits, Tensor) or not logits.is_floating_point():
+            raise TypeError(
+                f'{name} must be a floating-point tensor, got '
+                f'{getattr(logits, "dtype", type(logits).__name__)}')
+        if logits.dim() != 2 or logits.size(1) < 1:
+            raise ValueError(
+                f'{name} must have shape (N, num_classes + 1) with at least '
+                f'one class, got shape {tuple(logits.shape)}')
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f'teacher_logits has shape {tuple(teacher_logits.shape)} but '
+            f'student_logits has shape {tuple(student_logits.shape)}; both '
+            'must be (N, num_classes + 1)')
+    if student_logits.device != teacher_logits.device:
+        raise ValueError(f'teacher_logits is on {teacher_logits.device} but '
+                         f'student_logits is on {student_logits.device}')
+
+
+def _check_finite_values(student_logits: Tensor,
+                         teacher_logits: Tensor) -> None:
+    """Host-side value check of ``check_finite=True`` (synchronizes).
+
+    Rejects NaN and ``+inf`` logits, rows whose logits are all ``-inf`` (not
+    a distribution) and a student ``-inf`` where the teacher's logit is not
+    ``-inf`` (``KL(p_T || p_S)`` would be infinite).
+    """
+    for name, logits in (('student_logits', student_logits),
+                         ('teacher_logits', teacher_logits)):
+        # A row's max is finite unless the row holds NaN/+inf or is all -inf.
+        row_max = logits.detach().amax(dim=1)
+        bad = ~torch.isfinite(row_max)
+        if not bool(bad.any()):
+            continue
+        row = int(bad.nonzero()[0, 0])
+        if bool(torch.isneginf(row_max[row])):
+            raise ValueError(f'{name} has a row whose logits are all -inf '
+                             f'(row {row}); it is not a probability '
+                             'distribution')
+        raise ValueError(f'{name} contains NaN or +inf values (row {row})')
+    infinite_kl = (torch.isneginf(student_logits)
+                   & ~torch.isneginf(teacher_logits))
+    if bool(infinite_kl.any()):
+        row, col = infinite_kl.nonzero()[0].tolist()
+        raise ValueError(
+            f'student_logits is -inf where teacher_logits is not (row {row}, '
+            f'class {col}); KL(p_T || p_S) would be infinite')
+
+
+def _check_labels(labels: Optional[Tensor], num_samples: int,
+                  num_classes: int) -> None:
+    """Check DKD labels: type, shape and range, without a host sync.
+
+    The range is checked by ``torch._assert_async``, as torch's own
+    ``cross_entropy`` checks its targets: on the CPU it raises a
+    ``RuntimeError`` with the message below at once; on a GPU it is a
+    device-side assertion that fails the run at the next synchronization
+    (without the message; ``CUDA_LAUNCH_BLOCKING=1`` locates it).
+    """
+    if labels is None:
+        raise ValueError('EADKDLoss needs labels (the target class of each '
+                         'sample, shape (N,)); got labels=None')
+    if not isinstance(labels, Tensor):
+        raise TypeError('labels must be a torch.Tensor, got '
+                        f'{type(labels).__name__}')
+    if (labels.is_floating_point() or labels.is_complex()
+            or labels.dtype == torch.bool):
+        raise TypeError(
+            f'labels must be an integer tensor, got dtype {labels.dtype}')
+    if labels.shape != (num_samples, ):
+        raise ValueError(f'labels must have shape ({num_samples},) to match '
+                         f'the logits, got shape {tuple(labels.shape)}')
+    torch._assert_async(
+        ((labels >= 0) & (labels < num_classes)).all(),
+        f'labels must lie in [0, {num_classes - 1}] for logits with '
+        f'{num_classes} columns (background = {num_classes - 1})')
+
+
 class _EADistillLoss(nn.Module):
-    """Shared arguments, reduction and statistics of the EA loss modules.
+    """Shared arguments, checks, reduction and statistics of the EA losses.
 
     Subclasses implement :meth:`_per_sample`.
     """
@@ -38,32 +131,31 @@ class _EADistillLoss(nn.Module):
                  weight_mode: str = 'ea',
                  entropy_upper_bound: Optional[float] = None,
                  logit_standardization: bool = False,
-                 reduction: str = 'mean') -> None:
+                 reduction: str = 'mean',
+                 check_finite: bool = False) -> None:
         super().__init__()
-        _require(
-            _is_number(loss_weight) and loss_weight >= 0,
-            f'loss_weight must be a finite number >= 0, got {loss_weight!r}')
-        _require(
-            _is_number(temperature) and temperature > 0,
-            f'temperature must be a finite number > 0, got {temperature!r}')
-        _require(
-            _is_number(entropy_temperature) and entropy_temperature > 0,
-            'entropy_temperature must be a finite number > 0, got '
-            f'{entropy_temperature!r}')
-        _require(weight_mode in WEIGHT_MODES,
-                 f'weight_mode must be one of {WEIGHT_MODES}, got '
-                 f'{weight_mode!r}')
-        _require(
+        _check('loss_weight', loss_weight,
+               _is_number(loss_weight) and loss_weight >= 0,
+               'a finite number >= 0')
+        _check('temperature', temperature,
+               _is_number(temperature) and temperature > 0,
+               'a finite number > 0')
+        _check('entropy_temperature', entropy_temperature,
+               _is_number(entropy_temperature) and entropy_temperature > 0,
+               'a finite number > 0')
+        _check('weight_mode', weight_mode, weight_mode in WEIGHT_MODES,
+               f'one of {WEIGHT_MODES}')
+        _check(
+            'entropy_upper_bound', entropy_upper_bound,
             entropy_upper_bound is None
             or (_is_number(entropy_upper_bound) and entropy_upper_bound > 0),
-            'entropy_upper_bound must be None (log C) or a finite number '
-            f'> 0, got {entropy_upper_bound!r}')
-        _require(
-            isinstance(logit_standardization, bool),
-            'logit_standardization must be a bool, got '
-            f'{logit_standardization!r}')
-        _require(reduction in REDUCTIONS,
-                 f'reduction must be one of {REDUCTIONS}, got {reduction!r}')
+            'None (log C) or a finite number > 0')
+        _check('logit_standardization', logit_standardization,
+               isinstance(logit_standardization, bool), 'a bool')
+        _check('reduction', reduction, reduction in REDUCTIONS,
+               f'one of {REDUCTIONS}')
+        _check('check_finite', check_finite, isinstance(check_finite, bool),
+               'a bool')
         self.loss_weight = loss_weight
         self.temperature = temperature
         self.entropy_temperature = entropy_temperature
@@ -71,23 +163,27 @@ class _EADistillLoss(nn.Module):
         self.entropy_upper_bound = entropy_upper_bound
         self.logit_standardization = logit_standardization
         self.reduction = reduction
+        self.check_finite = check_finite
+
+    def _check_logits(self, student_logits: Tensor,
+                      teacher_logits: Tensor) -> None:
+        """Check the logits as they enter (values only with check_finite)."""
+        _check_logits(student_logits, teacher_logits)
+        if self.check_finite:
+            _check_finite_values(student_logits, teacher_logits)
 
     def _per_sample(self, student_logits: Tensor, teacher_logits: Tensor,
-                    labels: Optional[Tensor],
-                    return_entropy: bool) -> EADistillTerms:
-        """Per-sample weighted terms, weights and entropies."""
+                    labels: Optional[Tensor]) -> Tensor:
+        """Per-sample weighted terms, shape (N,), from checked inputs."""
         raise NotImplementedError
 
-    def forward(
-        self,
-        student_logits: Tensor,
-        teacher_logits: Tensor,
-        labels: Optional[Tensor] = None,
-        weight: Optional[Tensor] = None,
-        avg_factor: Optional[float] = None,
-        reduction_override: Optional[str] = None,
-        return_stats: bool = False
-    ) -> Union[Tensor, Tuple[Tensor, Dict[str, Tensor]]]:
+    def forward(self,
+                student_logits: Tensor,
+                teacher_logits: Tensor,
+                labels: Optional[Tensor] = None,
+                weight: Optional[Tensor] = None,
+                avg_factor: Optional[float] = None,
+                reduction_override: Optional[str] = None) -> Tensor:
         """Forward function.
 
         Args:
@@ -106,46 +202,54 @@ class _EADistillLoss(nn.Module):
                 reduction, as in mmdet losses.
             reduction_override (str, optional): 'none', 'mean' or 'sum'
                 instead of ``self.reduction``.
-            return_stats (bool): Also return the per-sample statistics.
 
         Returns:
-            Tensor | tuple[Tensor, dict[str, Tensor]]: The loss, a scalar for
-            'mean'/'sum' (a zero still connected to ``student_logits``'s
-            graph when N = 0) or shape (N,) for 'none', times
-            ``loss_weight``. With ``return_stats`` also a dict of detached
-            (N,) tensors from the same pass: ``'ea_weight'`` (the weight
-            used: ``w_EA``, ``H_T``, the interaction term, or ones for
-            ``weight_mode='none'``), ``'entropy_teacher'`` and
-            ``'entropy_student'`` (at ``entropy_temperature``; for 'none'
-            they are computed only when stats are requested).
+            Tensor: The loss times ``loss_weight``: a scalar for 'mean' and
+            'sum' (a zero still connected to ``student_logits``'s graph when
+            N = 0), shape (N,) for 'none'.
         """
-        _require(
-            reduction_override in (None, ) + REDUCTIONS,
-            f'reduction_override must be None or one of {REDUCTIONS}, got '
-            f'{reduction_override!r}')
+        _check('reduction_override', reduction_override,
+               reduction_override in (None, ) + REDUCTIONS,
+               f'None or one of {REDUCTIONS}')
+        self._check_logits(student_logits, teacher_logits)
         reduction = reduction_override or self.reduction
-        terms = self._per_sample(student_logits, teacher_logits, labels,
-                                 return_stats)
-        loss = terms.loss
+        loss = self._per_sample(student_logits, teacher_logits, labels)
         if weight is not None:
-            _require(
-                isinstance(weight, Tensor) and weight.shape == loss.shape,
-                f'weight must be a tensor of shape {tuple(loss.shape)}, got '
-                f'{getattr(weight, "shape", type(weight).__name__)}')
+            _check('weight', getattr(weight, 'shape', type(weight)),
+                   isinstance(weight, Tensor) and weight.shape == loss.shape,
+                   f'None or a tensor of shape {tuple(loss.shape)}')
             weight = weight.to(loss.dtype)
         if reduction == 'mean' and avg_factor is None and loss.numel() == 0:
             # The mean of nothing is NaN: return the (zero) sum instead, which
             # keeps the loss connected to the graph for backward/DDP.
             reduction = 'sum'
-        loss = self.loss_weight * weight_reduce_loss(
+        return self.loss_weight * weight_reduce_loss(
             loss, weight=weight, reduction=reduction, avg_factor=avg_factor)
-        if not return_stats:
-            return loss
-        stats = dict(
-            ea_weight=terms.weight,
-            entropy_teacher=terms.entropy_teacher,
-            entropy_student=terms.entropy_student)
-        return loss, stats
+
+    def ea_stats(self, student_logits: Tensor,
+                 teacher_logits: Tensor) -> EAStats:
+        """The EA statistics of this loss's configuration, per sample.
+
+        Args:
+            student_logits (Tensor): Student logits, shape (N, C).
+            teacher_logits (Tensor): Teacher logits, shape (N, C).
+
+        Returns:
+            EAStats: Detached (N,) tensors ``ea_weight`` (the weight that
+            :meth:`forward` applies; ones for ``weight_mode='none'``),
+            ``entropy_t`` and ``entropy_s`` (at ``entropy_temperature``, of
+            the standardized logits with ``logit_standardization``).
+            ``EAStats.means()`` gives the per-step means that the distiller
+            logs under these names.
+        """
+        self._check_logits(student_logits, teacher_logits)
+        return ea_statistics(
+            student_logits,
+            teacher_logits,
+            entropy_temperature=self.entropy_temperature,
+            weight_mode=self.weight_mode,
+            entropy_upper_bound=self.entropy_upper_bound,
+            logit_standardization=self.logit_standardization)
 
 
 @MODELS.register_module()
@@ -157,22 +261,27 @@ class EAKDLoss(_EADistillLoss):
     ``loss_weight``. ``weight_mode='none'`` gives plain KD.
 
     Args:
-        loss_weight (float): Weight of the loss. Defaults to 1.0.
-        temperature (float): KD temperature ``T``. Defaults to 1.0.
-        entropy_temperature (float): Temperature ``T'`` of the entropies
+        loss_weight (float): Weight of the loss, >= 0. Defaults to 1.0.
+        temperature (float): KD temperature ``T > 0``. Defaults to 1.0.
+        entropy_temperature (float): Temperature ``T' > 0`` of the entropies
             behind the weights. Defaults to 3.0.
         weight_mode (str): 'ea' (eq. 11), 'base' (``H_T``), 'interact'
             (``H_T * H_S / H_ub``) or 'none' (plain KD). Defaults to 'ea'.
-        entropy_upper_bound (float, optional): ``H_ub``; None means
+        entropy_upper_bound (float, optional): ``H_ub > 0``; None means
             ``log C`` from the logits' last dimension. Defaults to None.
         logit_standardization (bool): Z-score the logits before the KD term
             and the weights (Sun et al., CVPR 2024). Defaults to False.
         reduction (str): 'none', 'mean' or 'sum'. Defaults to 'mean'.
+        check_finite (bool): Also check the logits' values on every call
+            (one host sync) and raise a ValueError for NaN/``+inf`` logits,
+            an all ``-inf`` row, or a student ``-inf`` where the teacher's
+            logit is finite. Off by default: in training a non-finite loss
+            is left to the optimizer wrapper (GradScaler skips the step) or
+            mmdet's ``CheckInvalidLossHook``, as for mmdet's own losses.
     """
 
     def _per_sample(self, student_logits: Tensor, teacher_logits: Tensor,
-                    labels: Optional[Tensor],
-                    return_entropy: bool) -> EADistillTerms:
+                    labels: Optional[Tensor]) -> Tensor:
         """Per-sample EA-KD terms; ``labels`` are not used."""
         return ea_kd_loss_per_sample(
             student_logits,
@@ -181,8 +290,7 @@ class EAKDLoss(_EADistillLoss):
             entropy_temperature=self.entropy_temperature,
             weight_mode=self.weight_mode,
             entropy_upper_bound=self.entropy_upper_bound,
-            logit_standardization=self.logit_standardization,
-            return_entropy=return_entropy)
+            logit_standardization=self.logit_standardization)
 
 
 @MODELS.register_module()
@@ -191,35 +299,32 @@ class EADKDLoss(_EADistillLoss):
 
     Per sample ``w_n * (alpha * TCKD + beta * NCKD) * T^2`` with the RoI's
     label as target class; ``weight_mode='none'`` gives plain DKD. The
-    forward pass requires ``labels``.
+    forward pass requires ``labels``; their range is checked without a host
+    sync (see ``torch._assert_async``): a ``RuntimeError`` on the CPU, a
+    device-side assertion on a GPU, as for ``torch.nn.CrossEntropyLoss``.
 
     Args:
-        alpha (float): Weight of TCKD. Defaults to 1.0.
-        beta (float): Weight of NCKD. Defaults to 0.25.
+        alpha (float): Weight of TCKD, >= 0. Defaults to 1.0.
+        beta (float): Weight of NCKD, >= 0. Defaults to 0.25.
         **kwargs: The arguments of :class:`EAKDLoss` (``loss_weight``,
             ``temperature``, ``entropy_temperature``, ``weight_mode``,
             ``entropy_upper_bound``, ``logit_standardization``,
-            ``reduction``).
+            ``reduction``, ``check_finite``).
     """
 
     def __init__(self, alpha: float = 1.0, beta: float = 0.25, **kwargs):
         super().__init__(**kwargs)
-        _require(
-            _is_number(alpha) and alpha >= 0,
-            f'alpha must be a finite number >= 0, got {alpha!r}')
-        _require(
-            _is_number(beta) and beta >= 0,
-            f'beta must be a finite number >= 0, got {beta!r}')
+        _check('alpha', alpha, _is_number(alpha) and alpha >= 0,
+               'a finite number >= 0')
+        _check('beta', beta, _is_number(beta) and beta >= 0,
+               'a finite number >= 0')
         self.alpha = alpha
         self.beta = beta
 
     def _per_sample(self, student_logits: Tensor, teacher_logits: Tensor,
-                    labels: Optional[Tensor],
-                    return_entropy: bool) -> EADistillTerms:
+                    labels: Optional[Tensor]) -> Tensor:
         """Per-sample EA-DKD terms."""
-        _require(labels is not None,
-                 'EADKDLoss needs labels (the target class of each sample, '
-                 'shape (N,)); got labels=None')
+        _check_labels(labels, *student_logits.shape)
         return ea_dkd_loss_per_sample(
             student_logits,
             teacher_logits,
@@ -230,5 +335,4 @@ class EADKDLoss(_EADistillLoss):
             entropy_temperature=self.entropy_temperature,
             weight_mode=self.weight_mode,
             entropy_upper_bound=self.entropy_upper_bound,
-            logit_standardization=self.logit_standardization,
-            return_entropy=return_entropy)
+            logit_standardization=self.logit_standardization)

@@ -11,15 +11,19 @@ Conventions shared by all functions:
 - Math is done in at least float32: fp16/bf16 inputs are upcast, float64 stays
   float64. Mixed input dtypes are promoted (e.g. an fp16 teacher and a float32
   student are compared in float32).
-- ``-inf`` logits mean "probability exactly 0" and are supported: every
-  ``p * log p`` or ``p * log(p / q)`` term with ``p = 0`` counts as 0. A row
-  whose logits are all ``-inf`` is not a distribution and is rejected, as are
-  NaN and ``+inf`` logits. A ``-inf`` student logit where the teacher's logit
-  is not ``-inf`` is rejected too: ``KL(p_T || p_S)`` would be infinite.
 - The teacher never receives gradient: teacher logits are detached inside.
+- ``-inf`` logits mean "probability exactly 0": every ``p * log p`` or
+  ``p * log(p / q)`` term with ``p = 0`` counts as 0, in the forward and the
+  backward pass.
+- Arguments and values are not validated here (the registered loss modules
+  check what enters them; only an unknown weight mode, which has no formula,
+  raises): these functions never read a tensor's values on the host. Like torch's own losses, NaN or ``+inf`` logits and rows whose
+  logits are all ``-inf`` give NaN for their sample (other samples are
+  unaffected); a student ``-inf`` where the teacher's probability is > 0
+  makes ``KL(p_T || p_S)`` infinite, so that sample's value is meaningless.
 """
 import math
-from typing import NamedTuple, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -32,132 +36,39 @@ WEIGHT_MODES: Tuple[str, ...] = ('ea', 'base', 'interact', 'none')
 STANDARDIZATION_EPS = 1e-7
 
 
-def check_logits(logits: Tensor, name: str = 'logits') -> None:
-    """Check that ``logits`` is a valid ``(N, C)`` batch of logit vectors.
+class EAStats(NamedTuple):
+    """Per-sample statistics of EA-KD, from :func:`ea_statistics`.
 
-    Args:
-        logits (Tensor): The logits to check, shape (N, C).
-        name (str): The argument name used in error messages.
+    The field names are the names of the statistics everywhere: the training
+    logs (the mean over the step's samples, see :meth:`means`), the loss
+    modules' ``ea_stats`` and the analysis. All fields are detached tensors
+    of shape (N,).
 
-    Raises:
-        TypeError: If ``logits`` is not a floating-point tensor.
-        ValueError: If it is not 2-D, has no class column, contains NaN or
-            ``+inf``, or has a row whose entries are all ``-inf``.
+    Attributes:
+        ea_weight (Tensor): The weight ``w_n`` of the weight mode (``w_EA``,
+            ``H_T``, the interaction term, or ones for ``'none'``).
+        entropy_t (Tensor): Teacher entropy ``H_T`` at ``T'`` (eq. 8).
+        entropy_s (Tensor): Student entropy ``H_S`` at ``T'``.
     """
-    if not isinstance(logits, Tensor):
-        raise TypeError(f'{name} must be a torch.Tensor, got '
-                        f'{type(logits).__name__}')
-    if not logits.is_floating_point():
-        raise TypeError(f'{name} must be a floating-point tensor, got dtype '
-                        f'{logits.dtype}')
-    if logits.dim() != 2 or logits.size(1) < 1:
-        raise ValueError(
-            f'{name} must have shape (N, num_classes + 1) with at least one '
-            f'class, got shape {tuple(logits.shape)}')
-    # One pass over the data: a row's max is finite unless the row holds a
-    # NaN or +inf or is all -inf.
-    row_max = logits.detach().amax(dim=1)
-    if bool(torch.isfinite(row_max).all()):
-        return
-    if bool(torch.isnan(row_max).any()) or bool(torch.isposinf(row_max).any()):
-        raise ValueError(f'{name} contains NaN or +inf values')
-    row = int(torch.isneginf(row_max).nonzero()[0, 0])
-    raise ValueError(f'{name} has a row whose logits are all -inf (row '
-                     f'{row}); it is not a probability distribution')
+    ea_weight: Tensor
+    entropy_t: Tensor
+    entropy_s: Tensor
+
+    def means(self) -> Dict[str, Tensor]:
+        """The mean of each statistic over the samples, keyed by its name.
+
+        Returns:
+            dict[str, Tensor]: Scalar tensors; 0 for a statistic with no
+            samples (N = 0), so a step without RoIs still logs a number.
+        """
+        return {
+            name: value.mean() if value.numel() else value.new_zeros(())
+            for name, value in self._asdict().items()
+        }
 
 
-def check_logit_pair(student_logits: Tensor, teacher_logits: Tensor) -> None:
-    """Check a student/teacher pair of logits (see :func:`check_logits`).
-
-    Args:
-        student_logits (Tensor): Student logits, shape (N, C).
-        teacher_logits (Tensor): Teacher logits, shape (N, C).
-
-    Raises:
-        TypeError: If either tensor is not floating point.
-        ValueError: If either tensor is invalid, the shapes differ, or the
-            student has a ``-inf`` logit where the teacher's is not ``-inf``.
-    """
-    check_logits(student_logits, 'student_logits')
-    check_logits(teacher_logits, 'teacher_logits')
-    if student_logits.shape != teacher_logits.shape:
-        raise ValueError(
-            f'teacher_logits has shape {tuple(teacher_logits.shape)} but '
-            f'student_logits has shape {tuple(student_logits.shape)}; both '
-            'must be (N, num_classes + 1)')
-    if student_logits.device != teacher_logits.device:
-        raise ValueError(f'teacher_logits is on {teacher_logits.device} but '
-                         f'student_logits is on {student_logits.device}')
-    student_neg_inf = torch.isneginf(student_logits)
-    if not bool(student_neg_inf.any()):
-        return
-    infinite_kl = student_neg_inf & ~torch.isneginf(teacher_logits)
-    if bool(infinite_kl.any()):
-        row, col = infinite_kl.nonzero()[0].tolist()
-        raise ValueError(
-            f'student_logits is -inf where teacher_logits is not (row {row}, '
-            f'class {col}); KL(p_T || p_S) would be infinite')
-
-
-def check_labels(labels: Tensor, num_samples: int, num_classes: int) -> None:
-    """Check target labels for DKD.
-
-    Args:
-        labels (Tensor): Target class of each sample, shape (N,), integer
-            dtype, values in ``[0, num_classes)`` (here ``num_classes`` is
-            the logits' last dimension, background included).
-        num_samples (int): N, the number of rows of the logits.
-        num_classes (int): C, the number of columns of the logits.
-
-    Raises:
-        TypeError: If ``labels`` is not an integer tensor.
-        ValueError: If its shape is not (N,) or a label is out of range.
-    """
-    if not isinstance(labels, Tensor):
-        raise TypeError('labels must be a torch.Tensor, got '
-                        f'{type(labels).__name__}')
-    if (labels.is_floating_point() or labels.is_complex()
-            or labels.dtype == torch.bool):
-        raise TypeError(
-            f'labels must be an integer tensor, got dtype {labels.dtype}')
-    if labels.shape != (num_samples, ):
-        raise ValueError(f'labels must have shape ({num_samples},) to match '
-                         f'the logits, got shape {tuple(labels.shape)}')
-    if num_samples == 0:
-        return
-    low, high = torch.stack(torch.aminmax(labels)).tolist()
-    if low < 0 or high >= num_classes:
-        raise ValueError(
-            f'labels must lie in [0, {num_classes - 1}] for logits with '
-            f'{num_classes} columns, got values in [{low}, {high}]')
-
-
-def _check_positive(name: str, value: float) -> None:
-    """Raise a ValueError unless ``value`` is a finite real number > 0."""
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not math.isfinite(value) or value <= 0):
-        raise ValueError(f'{name} must be a finite number > 0, got {value!r}')
-
-
-def _check_non_negative(name: str, value: float) -> None:
-    """Raise a ValueError unless ``value`` is a finite real number >= 0."""
-    if (isinstance(value, bool) or not isinstance(value, (int, float))
-            or not math.isfinite(value) or value < 0):
-        raise ValueError(
-            f'{name} must be a finite number >= 0, got {value!r}')
-
-
-def _check_mode(mode: str, name: str) -> None:
-    """Raise a ValueError unless ``mode`` is one of :data:`WEIGHT_MODES`."""
-    if mode not in WEIGHT_MODES:
-        raise ValueError(f'{name} must be one of {WEIGHT_MODES}, got {mode!r}')
-
-
-def _check_dkd_args(alpha: float, beta: float, temperature: float) -> None:
-    """Validate the scalar arguments of DKD."""
-    _check_non_negative('alpha', alpha)
-    _check_non_negative('beta', beta)
-    _check_positive('temperature', temperature)
+#: Names of the EA statistics (the :class:`EAStats` fields), in order.
+EA_STAT_NAMES: Tuple[str, ...] = EAStats._fields
 
 
 def _compute_dtype(*tensors: Tensor) -> torch.dtype:
@@ -184,55 +95,6 @@ def _kl_div_rows(log_target: Tensor, log_input: Tensor) -> Tensor:
     return (log_target.exp() * (log_target - log_input)).sum(dim=1)
 
 
-def _entropy(logits: Tensor, temperature: float) -> Tensor:
-    """Unchecked :func:`softened_entropy` on compute-dtype logits."""
-    log_probs = _finite_log_probs(logits / temperature)
-    return -(log_probs.exp() * log_probs).sum(dim=1)
-
-
-def _standardize(logits: Tensor, eps: float) -> Tensor:
-    """Unchecked :func:`standardize_logits` on compute-dtype logits."""
-    finite = torch.isfinite(logits)
-    count = finite.sum(dim=1, keepdim=True)
-    values = logits.masked_fill(~finite, 0.)
-    mean = values.sum(dim=1, keepdim=True) / count
-    centered = (values - mean).masked_fill(~finite, 0.)
-    var = centered.square().sum(
-        dim=1, keepdim=True) / (count - 1).clamp(min=1)
-    # sqrt has an infinite derivative at 0: take it only where var > 0, so a
-    # constant row gets zeros and a zero (not NaN) gradient.
-    constant = var == 0
-    std = var.masked_fill(constant, 1.).sqrt().masked_fill(constant, 0.)
-    standardized = centered / (std + eps)
-    return standardized.masked_fill(~finite, float('-inf'))
-
-
-def _weights(entropy_teacher: Tensor, entropy_student: Tensor, mode: str,
-             entropy_upper_bound: float) -> Tensor:
-    """Unchecked :func:`entropy_weights`."""
-    with torch.no_grad():
-        h_t = entropy_teacher.detach()
-        if mode == 'none':
-            return torch.ones_like(h_t)
-        if mode == 'base':
-            return h_t.clone()
-        if entropy_upper_bound > 0:
-            interact = h_t * entropy_student.detach() / entropy_upper_bound
-        else:
-            interact = torch.zeros_like(h_t)
-        if mode == 'interact':
-            return interact
-        return (h_t + interact) / 2
-
-
-def _kd(student_logits: Tensor, teacher_logits: Tensor,
-        temperature: float) -> Tensor:
-    """Unchecked :func:`kd_loss_per_sample` on compute-dtype logits."""
-    log_p_s = _finite_log_probs(student_logits / temperature)
-    log_p_t = _finite_log_probs(teacher_logits.detach() / temperature)
-    return _kl_div_rows(log_p_t, log_p_s) * temperature**2
-
-
 def _binary_log_probs(log_probs: Tensor, labels: Tensor,
                       target_mask: Tensor) -> Tensor:
     """``[log p_target, log(1 - p_target)]`` per row, shape (N, 2).
@@ -247,30 +109,6 @@ def _binary_log_probs(log_probs: Tensor, labels: Tensor,
     log_rest = torch.logsumexp(
         log_probs.masked_fill(target_mask, min_value), dim=1, keepdim=True)
     return torch.cat([log_target, log_rest], dim=1)
-
-
-def _dkd(student_logits: Tensor, teacher_logits: Tensor, labels: Tensor,
-         alpha: float, beta: float, temperature: float) -> Tensor:
-    """Unchecked :func:`dkd_loss_per_sample` on compute-dtype logits."""
-    scaled_s = student_logits / temperature
-    scaled_t = teacher_logits.detach() / temperature
-    labels = labels.long()
-    target_mask = torch.zeros_like(
-        scaled_s, dtype=torch.bool).scatter_(1, labels[:, None], True)
-    tckd = _kl_div_rows(
-        _binary_log_probs(_finite_log_probs(scaled_t), labels, target_mask),
-        _binary_log_probs(_finite_log_probs(scaled_s), labels, target_mask))
-    # The official code subtracts 1000 from the target logit, which is not
-    # enough for logits of large magnitude; the dtype's min always is, and
-    # unlike -inf it keeps log_softmax finite when a row has no finite
-    # non-target logit.
-    min_value = torch.finfo(scaled_s.dtype).min
-    nckd = _kl_div_rows(
-        _finite_log_probs(scaled_t.masked_fill(target_mask, min_value)),
-        _finite_log_probs(scaled_s.masked_fill(target_mask, min_value)))
-    has_non_target = (torch.isfinite(scaled_t) & ~target_mask).any(dim=1)
-    nckd = nckd * has_non_target
-    return (alpha * tckd + beta * nckd) * temperature**2
 
 
 def standardize_logits(logits: Tensor,
@@ -291,9 +129,21 @@ def standardize_logits(logits: Tensor,
         Tensor: Standardized logits, shape (N, C), in the compute dtype
         (float32, or float64 for float64 input).
     """
-    check_logits(logits, 'logits')
-    _check_positive('eps', eps)
-    return _standardize(logits.to(_compute_dtype(logits)), eps)
+    logits = logits.to(_compute_dtype(logits))
+    # NaN and +inf stay in (their row becomes NaN, as for any other loss).
+    absent = torch.isneginf(logits)
+    count = (~absent).sum(dim=1, keepdim=True)
+    values = logits.masked_fill(absent, 0.)
+    mean = values.sum(dim=1, keepdim=True) / count
+    centered = (values - mean).masked_fill(absent, 0.)
+    var = centered.square().sum(
+        dim=1, keepdim=True) / (count - 1).clamp(min=1)
+    # sqrt has an infinite derivative at 0: take it only where var > 0, so a
+    # constant row gets zeros and a zero (not NaN) gradient.
+    constant = var == 0
+    std = var.masked_fill(constant, 1.).sqrt().masked_fill(constant, 0.)
+    standardized = centered / (std + eps)
+    return standardized.masked_fill(absent, float('-inf'))
 
 
 def softened_entropy(logits: Tensor, temperature: float) -> Tensor:
@@ -310,13 +160,14 @@ def softened_entropy(logits: Tensor, temperature: float) -> Tensor:
     Returns:
         Tensor: Entropies, shape (N,), in the compute dtype.
     """
-    check_logits(logits, 'logits')
-    _check_positive('temperature', temperature)
-    return _entropy(logits.to(_compute_dtype(logits)), temperature)
+    log_probs = _finite_log_probs(
+        logits.to(_compute_dtype(logits)) / temperature)
+    return -(log_probs.exp() * log_probs).sum(dim=1)
 
 
-def entropy_weights(entropy_teacher: Tensor,
-                    entropy_student: Tensor,
+@torch.no_grad()
+def entropy_weights(entropy_t: Tensor,
+                    entropy_s: Tensor,
                     mode: str = 'ea',
                     *,
                     entropy_upper_bound: float) -> Tensor:
@@ -329,35 +180,37 @@ def entropy_weights(entropy_teacher: Tensor,
     - ``'interact'``: ``H_T * H_S / H_ub`` (eq. 10);
     - ``'none'``: ones (plain, unweighted distillation).
 
-    ``H_ub = 0`` happens only for C = 1, where every entropy is 0: the
+    ``H_ub = 0`` is ``log C`` for C = 1, where every entropy is 0: the
     interaction term is then defined as 0, so the weights of ``'ea'``,
     ``'base'`` and ``'interact'`` are 0 (the limit of eq. 13c), not NaN.
 
     Args:
-        entropy_teacher (Tensor): Teacher entropies ``H_T``, shape (N,).
-        entropy_student (Tensor): Student entropies ``H_S``, shape (N,).
+        entropy_t (Tensor): Teacher entropies ``H_T``, shape (N,).
+        entropy_s (Tensor): Student entropies ``H_S``, shape (N,).
         mode (str): One of :data:`WEIGHT_MODES`. Defaults to ``'ea'``.
         entropy_upper_bound (float): ``H_ub >= 0``, keyword-only.
 
     Returns:
         Tensor: Detached weights, shape (N,), in ``[0, H_ub]`` when
         ``H_ub = log C`` (ones for ``'none'``).
+
+    Raises:
+        ValueError: If ``mode`` is not one of :data:`WEIGHT_MODES`.
     """
-    _check_mode(mode, 'mode')
-    _check_non_negative('entropy_upper_bound', entropy_upper_bound)
-    for name, entropy in (('entropy_teacher', entropy_teacher),
-                          ('entropy_student', entropy_student)):
-        if not isinstance(entropy, Tensor) or not entropy.is_floating_point():
-            raise TypeError(f'{name} must be a floating-point tensor')
-        if entropy.dim() != 1:
-            raise ValueError(f'{name} must have shape (N,), got shape '
-                             f'{tuple(entropy.shape)}')
-    if entropy_teacher.shape != entropy_student.shape:
-        raise ValueError(
-            f'entropy_teacher has shape {tuple(entropy_teacher.shape)} but '
-            f'entropy_student has shape {tuple(entropy_student.shape)}')
-    return _weights(entropy_teacher, entropy_student, mode,
-                    entropy_upper_bound)
+    h_t = entropy_t.detach()
+    if mode == 'none':
+        return torch.ones_like(h_t)
+    if mode == 'base':
+        return h_t.clone()
+    if entropy_upper_bound > 0:
+        interact = h_t * entropy_s.detach() / entropy_upper_bound
+    else:
+        interact = torch.zeros_like(h_t)
+    if mode == 'interact':
+        return interact
+    if mode == 'ea':
+        return (h_t + interact) / 2
+    raise ValueError(f'mode must be one of {WEIGHT_MODES}, got {mode!r}')
 
 
 def kd_loss_per_sample(student_logits: Tensor,
@@ -377,10 +230,11 @@ def kd_loss_per_sample(student_logits: Tensor,
     Returns:
         Tensor: KD terms, shape (N,), in the compute dtype.
     """
-    check_logit_pair(student_logits, teacher_logits)
-    _check_positive('temperature', temperature)
     dtype = _compute_dtype(student_logits, teacher_logits)
-    return _kd(student_logits.to(dtype), teacher_logits.to(dtype), temperature)
+    log_p_s = _finite_log_probs(student_logits.to(dtype) / temperature)
+    log_p_t = _finite_log_probs(teacher_logits.detach().to(dtype) /
+                                temperature)
+    return _kl_div_rows(log_p_t, log_p_s) * temperature**2
 
 
 def dkd_loss_per_sample(student_logits: Tensor,
@@ -397,8 +251,9 @@ def dkd_loss_per_sample(student_logits: Tensor,
     the target class masked out), both at temperature ``T``. The teacher
     logits are detached.
 
-    NCKD is defined as 0 when the teacher has no finite non-target logit (for
-    instance C = 1): there is no non-target distribution to transfer.
+    NCKD is defined as 0 when every non-target logit of the teacher is
+    ``-inf`` (for instance C = 1): there is no non-target distribution to
+    transfer.
 
     Args:
         student_logits (Tensor): Student logits, shape (N, C).
@@ -413,30 +268,97 @@ def dkd_loss_per_sample(student_logits: Tensor,
     Returns:
         Tensor: DKD terms, shape (N,), in the compute dtype.
     """
-    check_logit_pair(student_logits, teacher_logits)
-    check_labels(labels, *student_logits.shape)
-    _check_dkd_args(alpha, beta, temperature)
     dtype = _compute_dtype(student_logits, teacher_logits)
-    return _dkd(
-        student_logits.to(dtype), teacher_logits.to(dtype), labels, alpha,
-        beta, temperature)
+    scaled_s = student_logits.to(dtype) / temperature
+    scaled_t = teacher_logits.detach().to(dtype) / temperature
+    labels = labels.long()
+    target_mask = torch.zeros_like(
+        scaled_s, dtype=torch.bool).scatter_(1, labels[:, None], True)
+    tckd = _kl_div_rows(
+        _binary_log_probs(_finite_log_probs(scaled_t), labels, target_mask),
+        _binary_log_probs(_finite_log_probs(scaled_s), labels, target_mask))
+    # The official code subtracts 1000 from the target logit, which is not
+    # enough for logits of large magnitude; the dtype's min always is, and
+    # unlike -inf it keeps log_softmax finite when a row has no finite
+    # non-target logit.
+    min_value = torch.finfo(dtype).min
+    nckd = _kl_div_rows(
+        _finite_log_probs(scaled_t.masked_fill(target_mask, min_value)),
+        _finite_log_probs(scaled_s.masked_fill(target_mask, min_value)))
+    has_non_target = (~torch.isneginf(scaled_t) & ~target_mask).any(dim=1)
+    nckd = nckd * has_non_target
+    return (alpha * tckd + beta * nckd) * temperature**2
 
 
-class EADistillTerms(NamedTuple):
-    """Per-sample outputs of :func:`ea_kd_loss_per_sample` and
-    :func:`ea_dkd_loss_per_sample`, all of shape (N,).
+def _prepare_pair(student_logits: Tensor, teacher_logits: Tensor,
+                  logit_standardization: bool) -> Tuple[Tensor, Tensor]:
+    """Upcast both logits once and detach the teacher; z-score them if asked
+    (with :data:`STANDARDIZATION_EPS`, as in the authors' code)."""
+    dtype = _compute_dtype(student_logits, teacher_logits)
+    student = student_logits.to(dtype)
+    teacher = teacher_logits.detach().to(dtype)
+    if logit_standardization:
+        student = standardize_logits(student)
+        teacher = standardize_logits(teacher)
+    return student, teacher
 
-    Attributes:
-        loss (Tensor): ``w_n * term_n``, differentiable w.r.t. the student.
-        weight (Tensor): The detached weights ``w_n`` (ones for ``'none'``).
-        entropy_teacher (Tensor, optional): Detached ``H_T`` at ``T'``.
-        entropy_student (Tensor, optional): Detached ``H_S`` at ``T'``.
-            Both are None only in mode ``'none'`` without ``return_entropy``.
+
+@torch.no_grad()
+def _statistics(student: Tensor, teacher: Tensor, entropy_temperature: float,
+                weight_mode: str,
+                entropy_upper_bound: Optional[float]) -> EAStats:
+    """:func:`ea_statistics` of prepared logits."""
+    if entropy_upper_bound is None:
+        entropy_upper_bound = math.log(student.size(1))
+    h_t = softened_entropy(teacher, entropy_temperature)
+    h_s = softened_entropy(student.detach(), entropy_temperature)
+    weight = entropy_weights(
+        h_t, h_s, weight_mode, entropy_upper_bound=entropy_upper_bound)
+    return EAStats(weight, h_t, h_s)
+
+
+def _weights(student: Tensor, teacher: Tensor, entropy_temperature: float,
+             weight_mode: str, entropy_upper_bound: Optional[float]) -> Tensor:
+    """The detached weights ``w_n`` of prepared logits, shape (N,); plain
+    ones for ``'none'`` without computing any entropy."""
+    if weight_mode == 'none':
+        return student.new_ones(student.size(0))
+    return _statistics(student, teacher, entropy_temperature, weight_mode,
+                       entropy_upper_bound).ea_weight
+
+
+def ea_statistics(student_logits: Tensor,
+                  teacher_logits: Tensor,
+                  entropy_temperature: float = 3.0,
+                  weight_mode: str = 'ea',
+                  entropy_upper_bound: Optional[float] = None,
+                  logit_standardization: bool = False) -> EAStats:
+    """Per-sample EA weights and entropies, without gradient.
+
+    The weights are the ones :func:`ea_kd_loss_per_sample` and
+    :func:`ea_dkd_loss_per_sample` use with the same arguments; the entropies
+    are computed in every mode (also ``'none'``, whose weights are ones).
+
+    Args:
+        student_logits (Tensor): Student logits, shape (N, C).
+        teacher_logits (Tensor): Teacher logits, shape (N, C).
+        entropy_temperature (float): Entropy temperature ``T' > 0``.
+            Defaults to 3.0.
+        weight_mode (str): One of :data:`WEIGHT_MODES`. Defaults to 'ea'.
+        entropy_upper_bound (float, optional): ``H_ub``; None means
+            ``log C``. Defaults to None.
+        logit_standardization (bool): Z-score the logits first (the weights
+            and entropies are then those of the standardized logits).
+            Defaults to False.
+
+    Returns:
+        EAStats: Detached ``ea_weight``, ``entropy_t`` and ``entropy_s``,
+        each shape (N,), in the compute dtype.
     """
-    loss: Tensor
-    weight: Tensor
-    entropy_teacher: Optional[Tensor]
-    entropy_student: Optional[Tensor]
+    student, teacher = _prepare_pair(student_logits, teacher_logits,
+                                     logit_standardization)
+    return _statistics(student, teacher, entropy_temperature, weight_mode,
+                       entropy_upper_bound)
 
 
 def ea_kd_loss_per_sample(student_logits: Tensor,
@@ -445,15 +367,14 @@ def ea_kd_loss_per_sample(student_logits: Tensor,
                           entropy_temperature: float = 3.0,
                           weight_mode: str = 'ea',
                           entropy_upper_bound: Optional[float] = None,
-                          logit_standardization: bool = False,
-                          return_entropy: bool = False) -> EADistillTerms:
+                          logit_standardization: bool = False) -> Tensor:
     """EA-KD per sample: ``w_n * KD_n`` (the summand of eq. 14).
 
-    The inputs are validated and upcast once; the entropies (at
-    ``entropy_temperature``) are computed once, without gradient, and give
-    both the weights and the returned statistics. With
-    ``logit_standardization`` the logits are z-scored first and the weights
-    are computed on the standardized logits too, as in the authors' code.
+    ``w_n`` is the detached weight of :func:`ea_statistics` (entropies at
+    ``entropy_temperature``); ``KD_n`` is :func:`kd_loss_per_sample` at
+    ``temperature``. With ``logit_standardization`` the logits are z-scored
+    first and the weights are computed on the standardized logits too, as in
+    the authors' code. Mode ``'none'`` (plain KD) computes no entropy.
 
     Args:
         student_logits (Tensor): Student logits, shape (N, C).
@@ -466,21 +387,16 @@ def ea_kd_loss_per_sample(student_logits: Tensor,
             ``log C``. Defaults to None.
         logit_standardization (bool): Z-score the logits first.
             Defaults to False.
-        return_entropy (bool): Compute the entropies in mode ``'none'`` too
-            (the other modes always compute them). Defaults to False.
 
     Returns:
-        EADistillTerms: Per-sample loss, weights and entropies, shape (N,).
+        Tensor: Per-sample losses, shape (N,), in the compute dtype,
+        differentiable w.r.t. the student logits.
     """
     student, teacher = _prepare_pair(student_logits, teacher_logits,
-                                     temperature, entropy_temperature,
-                                     weight_mode, entropy_upper_bound,
                                      logit_standardization)
-    weight, h_t, h_s = _logit_weights(student, teacher, entropy_temperature,
-                                      weight_mode, entropy_upper_bound,
-                                      return_entropy)
-    return EADistillTerms(weight * _kd(student, teacher, temperature), weight,
-                          h_t, h_s)
+    weight = _weights(student, teacher, entropy_temperature, weight_mode,
+                      entropy_upper_bound)
+    return weight * kd_loss_per_sample(student, teacher, temperature)
 
 
 def ea_dkd_loss_per_sample(student_logits: Tensor,
@@ -492,8 +408,7 @@ def ea_dkd_loss_per_sample(student_logits: Tensor,
                            entropy_temperature: float = 3.0,
                            weight_mode: str = 'ea',
                            entropy_upper_bound: Optional[float] = None,
-                           logit_standardization: bool = False,
-                           return_entropy: bool = False) -> EADistillTerms:
+                           logit_standardization: bool = False) -> Tensor:
     """EA-DKD per sample: ``w_n * DKD_n``.
 
     Same as :func:`ea_kd_loss_per_sample` with the DKD term of
@@ -514,60 +429,14 @@ def ea_dkd_loss_per_sample(student_logits: Tensor,
             ``log C``. Defaults to None.
         logit_standardization (bool): Z-score the logits first.
             Defaults to False.
-        return_entropy (bool): Compute the entropies in mode ``'none'`` too.
-            Defaults to False.
 
     Returns:
-        EADistillTerms: Per-sample loss, weights and entropies, shape (N,).
+        Tensor: Per-sample losses, shape (N,), in the compute dtype,
+        differentiable w.r.t. the student logits.
     """
     student, teacher = _prepare_pair(student_logits, teacher_logits,
-                                     temperature, entropy_temperature,
-                                     weight_mode, entropy_upper_bound,
                                      logit_standardization)
-    check_labels(labels, *student.shape)
-    _check_dkd_args(alpha, beta, temperature)
-    weight, h_t, h_s = _logit_weights(student, teacher, entropy_temperature,
-                                      weight_mode, entropy_upper_bound,
-                                      return_entropy)
-    term = _dkd(student, teacher, labels, alpha, beta, temperature)
-    return EADistillTerms(weight * term, weight, h_t, h_s)
-
-
-def _prepare_pair(student_logits: Tensor, teacher_logits: Tensor,
-                  temperature: float, entropy_temperature: float,
-                  weight_mode: str, entropy_upper_bound: Optional[float],
-                  logit_standardization: bool) -> Tuple[Tensor, Tensor]:
-    """Validate the EA arguments once; return compute-dtype logits.
-
-    The teacher is detached; with ``logit_standardization`` both are
-    z-scored with :func:`standardize_logits`'s default ``eps``.
-    """
-    check_logit_pair(student_logits, teacher_logits)
-    _check_positive('temperature', temperature)
-    _check_positive('entropy_temperature', entropy_temperature)
-    _check_mode(weight_mode, 'weight_mode')
-    if entropy_upper_bound is not None:
-        _check_non_negative('entropy_upper_bound', entropy_upper_bound)
-    dtype = _compute_dtype(student_logits, teacher_logits)
-    student = student_logits.to(dtype)
-    teacher = teacher_logits.detach().to(dtype)
-    if logit_standardization:
-        student = _standardize(student, STANDARDIZATION_EPS)
-        teacher = _standardize(teacher, STANDARDIZATION_EPS)
-    return student, teacher
-
-
-def _logit_weights(
-    student: Tensor, teacher: Tensor, entropy_temperature: float,
-    weight_mode: str, entropy_upper_bound: Optional[float],
-    return_entropy: bool
-) -> Tuple[Tensor, Optional[Tensor], Optional[Tensor]]:
-    """Weights and entropies from validated compute-dtype logits."""
-    if weight_mode == 'none' and not return_entropy:
-        return student.new_ones(student.size(0)), None, None
-    if entropy_upper_bound is None:
-        entropy_upper_bound = math.log(student.size(1))
-    with torch.no_grad():
-        h_t = _entropy(teacher, entropy_temperature)
-        h_s = _entropy(student.detach(), entropy_temperature)
-    return _weights(h_t, h_s, weight_mode, entropy_upper_bound), h_t, h_s
+    weight = _weights(student, teacher, entropy_temperature, weight_mode,
+                      entropy_upper_bound)
+    return weight * dkd_loss_per_sample(student, teacher, labels, alpha, beta,
+                                        temperature)
