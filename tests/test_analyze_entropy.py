@@ -258,3 +258,21 @@ def test_tool_errors(spread_teacher_ckpt, tmp_path, capsys, write_config):
     assert 'classifies 3 classes but the student 8' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         tool.main([str(TEACHER_CFG), missing, '--student-checkpoint', missing])
+
+
+def test_tool_collects_every_cascade_stage(synthetic_root, spread_teacher_ckpt,
+                                           tmp_path, capsys):
+    """A Cascade R-CNN student: the RoIs of all its stages (each stage samples
+    its own), classified by the Faster R-CNN teacher's one box head."""
+    out_dir = tmp_path / 'out'
+    status = load_tool('analyze_entropy').main([
+        str(TEACHER_CFG), str(spread_teacher_ckpt), '--student-config',
+        str(SYNTHETIC_CONFIGS / 'cascade_tiny_synthetic.py'), '--num-batches',
+        '1', '--out-dir', str(out_dir), '--cfg-options',
+        f'train_dataloader.dataset.data_root={synthetic_root}/',
+        'train_dataloader.batch_size=1'
+    ])
+    assert status == 0, capsys.readouterr().err
+    summary = json.loads((out_dir / 'summary.json').read_text())
+    # one image: more RoIs than one stage samples
+    assert summary['counts']['rois'] > ROIS_PER_IMAGE

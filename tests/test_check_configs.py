@@ -16,12 +16,15 @@ def _run(*args):
 
 
 def test_every_shipped_config_trains_one_step_offline():
-    # the two COCO pairs, each with student / KD / EA-KD / DKD / EA-DKD
+    # the two Faster R-CNN COCO pairs, each with student / KD / EA-KD / DKD /
+    # EA-DKD, and the Cascade R-CNN pair with student / KD / EA-KD
     names = {p.name for p in CONFIGS}
     for pair, student in (('r101_r18', 'r18'), ('r50_mv2', 'mv2')):
         assert f'student_frcnn_{student}.py' in names
         for prefix in DISTILL_PREFIXES:
             assert f'{prefix}frcnn_{pair}.py' in names
+    assert {'student_cascade_r18.py', 'kd_cascade_r101_r18.py',
+            'eakd_cascade_r101_r18.py'} <= names
     result = _run('--img-size', '128')
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     out = result.stdout
@@ -32,6 +35,9 @@ def test_every_shipped_config_trains_one_step_offline():
         if config.name.startswith(DISTILL_PREFIXES):
             for key in ('loss_kd:', 'ea_weight:', 'entropy_t:', 'entropy_s:'):
                 assert key in block, (config, key)
+        if 'cascade' in config.name and 'kd_' in config.name:
+            for stage in range(3):
+                assert f's{stage}.loss_kd:' in block, (config, stage)
 
 
 def test_a_broken_config_fails_with_its_error(tmp_path):

@@ -11,7 +11,8 @@ import mmdet_eakd  # noqa: F401
 from mmdet.registry import MODELS
 from mmdet.testing import demo_mm_inputs
 from mmdet.utils import register_all_modules
-from mmdet_eakd.models import renormalize_for_teacher, student_model_config
+from mmdet_eakd.distill import input_format, renormalize_for_teacher
+from mmdet_eakd.models import student_model_config
 
 register_all_modules()
 TEACHER_CFG = SYNTHETIC_CONFIGS / 'frcnn_teacher_synthetic.py'
@@ -103,7 +104,8 @@ def test_teacher_sees_exactly_the_student_rois(model):
     data = model.data_preprocessor(batch(2), True)
     losses = model.loss(data['inputs'], data['data_samples'])
     assert len(calls) == 1
-    assert seen['student'] is calls[0]
+    # the box head's logits of that one pass (its valid rows: all of them)
+    assert torch.equal(seen['student'], calls[0])
     with torch.no_grad():
         feats = model.teacher.extract_feat(data['inputs'])
         direct = model.teacher.roi_head._bbox_forward(
@@ -201,20 +203,22 @@ def test_amp_optim_wrapper_step(model):
 def test_renormalize_for_caffe_teacher_is_exact():
     """A batch normalised by the student converts exactly to what the
     teacher's own preprocessor makes of the raw images (padding included)."""
-    student_pre = MODELS.build(
-        dict(type='DetDataPreprocessor', mean=[123.675, 116.28, 103.53],
-             std=[58.395, 57.12, 57.375], bgr_to_rgb=True,
-             pad_size_divisor=32))
-    teacher_pre = MODELS.build(
-        dict(type='DetDataPreprocessor', mean=[103.53, 116.28, 123.675],
-             std=[1.0, 1.0, 1.0], bgr_to_rgb=False, pad_size_divisor=64,
-             pad_value=0))
+    student_cfg = dict(
+        type='DetDataPreprocessor', mean=[123.675, 116.28, 103.53],
+        std=[58.395, 57.12, 57.375], bgr_to_rgb=True, pad_size_divisor=32)
+    # pad_value and the channel order left to mmdet's defaults
+    teacher_cfg = dict(
+        type='DetDataPreprocessor', mean=[103.53, 116.28, 123.675],
+        std=[1.0, 1.0, 1.0], pad_size_divisor=64)
+    student_pre, teacher_pre = (MODELS.build(student_cfg),
+                                MODELS.build(teacher_cfg))
     raw = batch(5, shapes=((3, 100, 150), (3, 70, 90)))
     student = student_pre(copy.deepcopy(raw), False)
     teacher = teacher_pre(copy.deepcopy(raw), False)
-    converted = renormalize_for_teacher(student['inputs'],
-                                        student['data_samples'], student_pre,
-                                        teacher_pre)
+    converted = renormalize_for_teacher(
+        student['inputs'], student['data_samples'],
+        input_format(student_cfg, 'student'),
+        input_format(teacher_cfg, 'teacher'))
     assert converted.shape == teacher['inputs'].shape == (2, 3, 128, 192)
     torch.testing.assert_close(converted, teacher['inputs'], atol=2e-4,
                                rtol=0)
@@ -225,7 +229,8 @@ def test_renormalize_for_caffe_teacher_is_exact():
     ('keys', 'Missing keys: .*roi_head.bbox_head.fc_cls.weight.*'
      'Unexpected keys: .*not_a_layer.weight'),
     ('num_classes', 'teacher classifies 3 classes but the student 8'),
-    ('roi_head', 'RoI head is CascadeRoIHead'),
+    ('roi_head', "teacher's RoI head is CascadeRoIHead but the student's is "
+     'a StandardRoIHead'),
     ('no_checkpoint', 'checkpoint is not set'),
 ])
 def test_teacher_errors(teacher_ckpt, tmp_path, edit, match):

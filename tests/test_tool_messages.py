@@ -12,7 +12,7 @@ from conftest import ROOT, SYNTHETIC_CONFIGS, TINY, data_overrides, python_tool
 from mmengine.runner import CheckpointLoader
 
 from mmdet_eakd.engine import CheckpointDownloadError
-from mmdet_eakd.models.teacher import load_teacher_checkpoint
+from mmdet_eakd.distill.teacher import load_teacher_checkpoint
 
 #: Nothing listens on port 1: the connection is refused at once, offline or not.
 UNREACHABLE = 'http://127.0.0.1:1/eakd-test'

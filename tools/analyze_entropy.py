@@ -22,10 +22,11 @@ to ``--out-dir``:
 Which RoIs and which student:
 
 * with ``--student-config``, the RoIs are the student's sampled RoIs, exactly
-  the ones a distillation step distills: the tool builds
-  ``RoIDistillTwoStageDetector`` from the student's model config and the
-  teacher, and records what its training step passes to the distillation
-  loss. The student has the weights of ``--student-checkpoint``, or a random
+  the ones a distillation step distills (every stage's for a Cascade R-CNN):
+  the tool builds ``RoIDistillTwoStageDetector`` from the student's model
+  config and the teacher, and takes the logit pairs of its public
+  ``distill_inputs`` (what its training step passes to the distillation
+  loss). The student has the weights of ``--student-checkpoint``, or a random
   initialisation (the state at the start of distillation) without one;
 * without ``--student-config``, the RoIs come from the teacher itself: its
   RPN proposals sampled with its ``train_cfg.rcnn`` assigner/sampler (so the
@@ -77,11 +78,11 @@ from mmdet.models.detectors import TwoStageDetector  # noqa: E402
 from mmdet.registry import MODELS  # noqa: E402
 from mmdet_eakd.analysis import (QUARTILES, describe,  # noqa: E402
                                  loss_share_summary, top_fraction_mask)
+from mmdet_eakd.distill import load_teacher_config  # noqa: E402
 from mmdet_eakd.losses import (ea_kd_loss_per_sample,  # noqa: E402
                                ea_statistics)
 from mmdet_eakd.models import (RoIDistillTwoStageDetector,  # noqa: E402
                                student_model_config)
-from mmdet_eakd.models.teacher import load_teacher_config  # noqa: E402
 
 #: Fraction of highest-``H_T`` RoIs in the Fig. 3 view (the paper's 10%).
 TOP_FRACTION = 0.1
@@ -242,9 +243,10 @@ def collect_logits(probe: RoIDistillTwoStageDetector,
                    max_rois: Optional[int]) -> RoILogits:
     """Run the RoI sampling of training steps and collect per-RoI logits.
 
-    ``probe.loss`` runs a full training forward (no backward); a hook on its
-    distillation loss records the student logits, teacher logits and labels
-    of exactly the RoIs it distills.
+    ``probe.distill_inputs`` runs a full training forward (no backward) and
+    returns the student logits, teacher logits and labels of exactly the RoIs
+    a distillation step distills (per group: one, or one per cascade stage;
+    the valid ones are kept).
 
     Args:
         probe (RoIDistillTwoStageDetector): See :func:`build_models`.
@@ -257,39 +259,36 @@ def collect_logits(probe: RoIDistillTwoStageDetector,
     Returns:
         RoILogits: Logits (N, C) and labels (N,), truncated to ``max_rois``.
     """
-    recorded: List[tuple] = []
-
-    def record(module, args, kwargs):
-        recorded.append(args[:3])
-
-    handle = probe.distill_loss.register_forward_pre_hook(
-        record, with_kwargs=True)
-    student, teacher, labels = [], [], []
+    student: List[Tensor] = []
+    teacher: List[Tensor] = []
+    labels: List[Tensor] = []
     num_rois = num_images = batches = 0
     progress = ProgressBar(
         min(num_batches, len(data_loader)), file=sys.stdout)
     try:
         for data_batch in data_loader:
             data = probe.data_preprocessor(data_batch, training=True)
-            # captured.rois feed the separate student, if any.
-            with probe._capture_roi_head() as captured:
-                probe.loss(data['inputs'], data['data_samples'])
-            student_logits, teacher_logits, roi_labels = recorded.pop()
-            if separate_student is not None:
-                feats = separate_student.extract_feat(data['inputs'])
-                student_logits = separate_student.roi_head._bbox_forward(
-                    feats, captured.rois)['cls_score']
-            student.append(student_logits.float())
-            teacher.append(teacher_logits.float())
-            labels.append(roi_labels)
-            num_rois += len(roi_labels)
+            groups = probe.distill_inputs(data['inputs'],
+                                          data['data_samples']).groups
+            feats = (separate_student.extract_feat(data['inputs'])
+                     if separate_student is not None else None)
+            for group in groups:
+                student_logits = group.student
+                if separate_student is not None:
+                    # The same RoIs, classified by the separate student.
+                    student_logits = probe.adapter.logits(
+                        separate_student, feats, group.samples)
+                valid = group.valid
+                student.append(student_logits[valid].float())
+                teacher.append(group.teacher[valid].float())
+                labels.append(group.labels[valid])
+                num_rois += int(valid.sum())
             num_images += len(data['data_samples'])
             batches += 1
             progress.update()
             if batches >= num_batches or (max_rois and num_rois >= max_rois):
                 break
     finally:
-        handle.remove()
         sys.stdout.write('\n')
     if num_rois == 0:
         raise AnalysisError(

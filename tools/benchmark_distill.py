@@ -1,5 +1,5 @@
 # Copyright (c) mmdet-eakd contributors. All rights reserved.
-"""Benchmark the cost of RoI distillation: time and peak memory per step.
+"""Benchmark the cost of distillation: time and peak memory per step.
 
 For each distillation config, the models are built offline (random weights,
 the teacher loaded from a random checkpoint; see
@@ -7,24 +7,34 @@ the teacher loaded from a random checkpoint; see
 made (``demo_mm_inputs``, square images, already through the student's data
 preprocessor, which is the same for every variant and not timed). Variants:
 
-- ``student``: a student-only training step (``TwoStageDetector.loss``);
-- ``teacher_forward``: the teacher's minimal forward, ``teacher_logits`` on
-  the student's sampled RoIs (features + box head, no grad);
+- ``student``: a student-only training step (the detector's own ``loss``);
+- ``teacher_forward``: the teacher's minimal forward, the distiller's
+  ``teacher_logits`` on the samples of the student's loss pass (features +
+  head on the student's sampled RoIs, every stage of a cascade; no grad);
 - ``kd``, ``eakd``, ``dkd``, ``eadkd``: a distillation training step with
   ``EAKDLoss``/``EADKDLoss`` (``weight_mode='none'`` for KD/DKD, ``'ea'``
   for EA-KD/EA-DKD; other loss arguments from the config);
 - ``naive``: what other implementations do, for comparison only: the
   student's detection loss, the teacher's whole loss path (``teacher.loss``
   with its own ``train_cfg``: its RPN, proposals and sampling, no grad), then
-  a second pass of the student's RoI head on the teacher's sampled RoIs and
-  EA-KD on those logits;
+  a second pass of the student's box head (stage ``s`` for the teacher's
+  stage ``s``) on the teacher's sampled RoIs and EA-KD on those logits;
 - with ``--channels-last``: ``teacher_forward_cl`` and ``eakd_cl``, the same
   with ``teacher_channels_last=True``.
+
+All variants go through the distiller's public API (``distill_inputs`` /
+``teacher_logits`` / its adapter's ``capture`` and ``logits``); the tool
+captures nothing itself.
 
 A training step is forward + backward + ``SGD`` step of the student. After
 ``--warmup`` untimed rounds, ``--steps`` rounds run every variant once, in an
 order that rotates each round (so drifting machine load hits all variants
-alike); the table shows the median seconds per variant.
+alike); the table shows the median seconds per variant. Each ratio of
+medians gets a 95% percentile-bootstrap interval over the rounds (see
+:mod:`mmdet_eakd.analysis.timing_stats`); a target is ``met`` or ``MISSED``
+only when its interval lies on one side of the bound (and at least
+``MIN_ROUNDS`` rounds ran), ``not resolved`` otherwise, and the JSON records
+after how many rounds the verdict stopped changing.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` during a step minus
 the memory allocated before it (max over the timed steps). On CPU, torch's
@@ -41,7 +51,7 @@ memory of a step; the teacher's weights are not counted (they exist before).
 Example::
 
     python tools/benchmark_distill.py --config configs/eakd_frcnn_r101_r18.py \\
-        --img-size 320 --batch-size 2 --steps 10 --warmup 2 \\
+        --img-size 320 --batch-size 2 --steps 20 --warmup 2 \\
         --json work_dirs/bench_r101_r18.json
 """
 import argparse
@@ -59,7 +69,7 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 # mmengine imports pkg_resources (and reloads it: importlib), whose deprecation
 # warning no user can act on; every other warning still shows
@@ -86,7 +96,27 @@ DISTILL_VARIANTS = {
 NUM_GT = 5
 #: SGD settings of the student step; small, so random weights stay finite.
 SGD_LR, SGD_MOMENTUM = 1e-4, 0.9
-#: Targets of the distillation-cost issue.
+#: Ratios of per-variant median step times: name -> (variants, function).
+RATIOS: Dict[str, tuple] = {
+    'eakd_over_kd': (('eakd', 'kd'), lambda m: m['eakd'] / m['kd']),
+    'eadkd_over_dkd': (('eadkd', 'dkd'), lambda m: m['eadkd'] / m['dkd']),
+    'eakd_minus_student_over_teacher_forward':
+    (('eakd', 'student', 'teacher_forward'),
+     lambda m: (m['eakd'] - m['student']) / m['teacher_forward']),
+    'naive_over_eakd': (('naive', 'eakd'), lambda m: m['naive'] / m['eakd']),
+}
+CHANNELS_LAST_RATIOS: Dict[str, tuple] = {
+    'teacher_forward_cl_over_teacher_forward':
+    (('teacher_forward_cl', 'teacher_forward'),
+     lambda m: m['teacher_forward_cl'] / m['teacher_forward']),
+    'eakd_cl_over_eakd': (('eakd_cl', 'eakd'),
+                          lambda m: m['eakd_cl'] / m['eakd']),
+}
+#: Level and resamples of the bootstrap intervals of the ratios.
+BOOTSTRAP_LEVEL, BOOTSTRAP_RESAMPLES = 0.95, 2000
+#: Fewer rounds never resolve a target (degenerate bootstrap intervals).
+MIN_ROUNDS = 5
+#: Targets of the distillation-cost issues.
 TARGETS = {
     'eakd_over_kd': ('<=', 1.02),
     'eakd_minus_student_over_teacher_forward': ('<=', 1.10),
@@ -101,11 +131,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         'student-only step and the teacher forward.')
     parser.add_argument(
         '--config', nargs='+', required=True,
-        help='distillation config(s) (model.type RoIDistillTwoStageDetector)')
+        help='distillation config(s) (e.g. model.type '
+        'RoIDistillTwoStageDetector; Faster / Mask / Cascade R-CNN)')
     parser.add_argument('--img-size', type=int, default=320,
                         help='side of the square synthetic images')
     parser.add_argument('--batch-size', type=int, default=2)
-    parser.add_argument('--steps', type=int, default=10,
+    parser.add_argument('--steps', type=int, default=20,
                         help='timed rounds (each runs every variant once)')
     parser.add_argument('--warmup', type=int, default=2,
                         help='untimed rounds first')
@@ -146,42 +177,6 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-@contextlib.contextmanager
-def capture_box_branch(roi_head: torch.nn.Module) -> Iterator[Dict]:
-    """Record the first ``rois`` and the last ``cls_score`` of a box branch."""
-    record: Dict[str, Tensor] = {}
-
-    def on_extractor(module, args, kwargs):
-        record.setdefault('rois', kwargs['rois'] if 'rois' in kwargs
-                          else args[1])
-
-    def on_head(module, args, output):
-        record['cls_score'] = output[0]
-
-    handles = [
-        roi_head.bbox_roi_extractor.register_forward_pre_hook(
-            on_extractor, with_kwargs=True),
-        roi_head.bbox_head.register_forward_hook(on_head)
-    ]
-    try:
-        yield record
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-@contextlib.contextmanager
-def capture_output(module: torch.nn.Module) -> Iterator[Dict]:
-    """Record the output of ``module`` as ``record['output']``."""
-    record: Dict = {}
-    handle = module.register_forward_hook(
-        lambda mod, args, output: record.__setitem__('output', output))
-    try:
-        yield record
-    finally:
-        handle.remove()
-
-
 def distill_loss_configs(loss_cfg: dict) -> Dict[str, dict]:
     """The loss config of each distillation variant, from the config's.
 
@@ -217,7 +212,7 @@ class DistillBench:
                  batch_size: int, device: str, seed: int) -> None:
         from mmdet.registry import MODELS
         from mmdet.testing import demo_mm_inputs
-        from mmdet_eakd.models.teacher import same_input_format
+        from mmdet_eakd.distill import adapter_for, same_input_format
         from mmdet_eakd.utils import teacher_model_config
         self.device = torch.device(device)
         torch.manual_seed(seed)
@@ -228,7 +223,7 @@ class DistillBench:
             for name, loss_cfg in distill_loss_configs(
                 cfg.model.distill_loss).items()
         }
-        num_classes = self.model.roi_head.bbox_head.num_classes
+        num_classes = self.model.adapter.num_classes(self.model)
         data = demo_mm_inputs(
             batch_size=batch_size,
             image_shapes=[(3, img_size, img_size)] * batch_size,
@@ -236,9 +231,10 @@ class DistillBench:
             num_classes=num_classes)
         data = self.model.data_preprocessor(data, True)
         self.inputs, self.samples = data['inputs'], data['data_samples']
-        with capture_box_branch(self.model.roi_head) as record:
-            self.model.loss(self.inputs, self.samples)
-        self.rois = record['rois'].detach()
+        groups = self.model.distill_inputs(self.inputs, self.samples).groups
+        # Where the student's samples were (e.g. each stage's RoIs).
+        self.group_samples = [group.samples for group in groups]
+        self.num_samples = sum(len(group.labels) for group in groups)
 
         if 'naive' in variants:
             # The teacher as other implementations run it: with train_cfg.
@@ -246,9 +242,9 @@ class DistillBench:
                 teacher_model_config(cfg, with_train_cfg=True))
             self.naive_teacher.load_state_dict(self.model.teacher.state_dict())
             self.naive_teacher.requires_grad_(False).eval().to(self.device)
+            self.naive_adapter = adapter_for(self.naive_teacher)
             self.naive_teacher_same_inputs = same_input_format(
-                self.model.data_preprocessor,
-                self.naive_teacher.data_preprocessor)
+                self.model.student_format, self.model.teacher_format)
         if set(variants) & set(CHANNELS_LAST_VARIANTS):
             cl_cfg = copy.deepcopy(cfg)
             cl_cfg.model.teacher_channels_last = True
@@ -281,16 +277,22 @@ class DistillBench:
         loss, _ = model.parse_losses(losses)
         optim.update_params(loss)
 
+    def _student_loss(self) -> Dict[str, Tensor]:
+        """The detector's own loss, without distillation."""
+        from mmdet_eakd.distill import DistillerMixin
+        return super(DistillerMixin, self.model).loss(self.inputs,
+                                                      self.samples)
+
     def _step_student(self) -> None:
-        from mmdet.models.detectors import TwoStageDetector
-        losses = TwoStageDetector.loss(self.model, self.inputs, self.samples)
-        self._update(self.model, self.optim, losses)
+        self._update(self.model, self.optim, self._student_loss())
 
     def _step_teacher_forward(self) -> None:
-        self.model.teacher_logits(self.inputs, self.samples, self.rois)
+        self.model.teacher_logits(self.inputs, self.samples,
+                                  self.group_samples)
 
     def _step_teacher_forward_cl(self) -> None:
-        self.cl_model.teacher_logits(self.inputs, self.samples, self.rois)
+        self.cl_model.teacher_logits(self.inputs, self.samples,
+                                     self.group_samples)
 
     def _distill_step(self, name: str) -> None:
         self.model.distill_loss = self.losses[name]
@@ -303,24 +305,28 @@ class DistillBench:
                      self.cl_model.loss(self.inputs, self.samples))
 
     def _step_naive(self) -> None:
-        from mmdet.models.detectors import TwoStageDetector
-        from mmdet_eakd.models import renormalize_for_teacher
+        from mmdet_eakd.distill import renormalize_for_teacher
         model, teacher = self.model, self.naive_teacher
-        feat_module = model.neck if model.with_neck else model.backbone
-        with capture_output(feat_module) as feats:
-            losses = TwoStageDetector.loss(model, self.inputs, self.samples)
+        with model.adapter.capture(model) as student_groups:
+            losses = self._student_loss()
         with torch.no_grad():
             inputs = self.inputs
             if not self.naive_teacher_same_inputs:
                 inputs = renormalize_for_teacher(inputs, self.samples,
-                                                 model.data_preprocessor,
-                                                 teacher.data_preprocessor)
-            with capture_box_branch(teacher.roi_head) as record:
+                                                 model.student_format,
+                                                 model.teacher_format)
+            with self.naive_adapter.capture(teacher) as teacher_groups:
                 teacher.loss(inputs, self.samples)
-        student_logits = model.roi_head._bbox_forward(
-            feats['output'], record['rois'])['cls_score']
+        # The student's features as its loss pass used them; its head (stage
+        # s for the teacher's stage s) classifies the teacher's samples.
+        feats = student_groups[0].feats
+        student_logits = torch.cat([
+            model.adapter.logits(model, feats, group.samples)
+            for group in teacher_groups
+        ])
+        teacher_logits = torch.cat([group.student for group in teacher_groups])
         losses['loss_kd'] = self.losses['eakd'](student_logits,
-                                                record['cls_score'])
+                                                teacher_logits)
         self._update(model, self.optim, losses)
 
     def run(self, name: str) -> float:
@@ -333,13 +339,6 @@ class DistillBench:
         if cuda:
             torch.cuda.synchronize(self.device)
         return time.perf_counter() - start
-
-
-def register_modules() -> None:
-    """Register mmdet's and this package's modules (also in subprocesses)."""
-    from mmdet.utils import register_all_modules
-    register_all_modules(init_default_scope=True)
-    import mmdet_eakd  # noqa: F401  (registration)
 
 
 def _proc_kib(field: str) -> int:
@@ -359,6 +358,7 @@ def cpu_peak_rss_growth(cfg: Config, variant: str, img_size: int,
 
     Meant to run in a fresh process (see the module docstring).
     """
+    from mmdet_eakd.utils import register_modules
     torch.set_num_threads(threads)
     register_modules()
     bench = DistillBench(cfg, [variant], img_size, batch_size, 'cpu', seed)
@@ -403,9 +403,11 @@ def _ratio(numerator: Optional[float],
 def benchmark_config(config: str, args: argparse.Namespace,
                      work_dir: str) -> Dict:
     """Time (and measure memory of) every variant for one config."""
+    from mmdet_eakd.analysis import bootstrap_interval, judge_target
+    from mmdet_eakd.distill import is_distill_config
     from mmdet_eakd.utils import offline_config
     cfg = offline_config(config, work_dir, seed=args.seed)
-    if cfg.model.get('type') != 'RoIDistillTwoStageDetector':
+    if not is_distill_config(cfg.model):
         raise ValueError(f'{config} is not a distillation config: model.type '
                          f'is {cfg.model.get("type")!r}.')
     variants = list(VARIANTS)
@@ -429,7 +431,7 @@ def benchmark_config(config: str, args: argparse.Namespace,
             if cuda:
                 peak = torch.cuda.max_memory_allocated(bench.device) - before
                 cuda_peak[name] = max(cuda_peak[name], peak / 2**20)
-    num_rois = int(bench.rois.shape[0])
+    num_samples = bench.num_samples
     del bench
     if cuda:
         memory: Dict[str, Optional[float]] = dict(cuda_peak)
@@ -446,24 +448,31 @@ def benchmark_config(config: str, args: argparse.Namespace,
 
     median = {name: statistics.median(values) for name, values in
               times.items()}
-    ratios = {
-        'eakd_over_kd': median['eakd'] / median['kd'],
-        'eadkd_over_dkd': median['eadkd'] / median['dkd'],
-        'eakd_minus_student_over_teacher_forward':
-        (median['eakd'] - median['student']) / median['teacher_forward'],
-        'naive_over_eakd': median['naive'] / median['eakd'],
-        'memory_over_student': {
-            name: _ratio(memory[name], memory['student'])
-            for name in variants
-        },
-    }
+    ratio_defs = dict(RATIOS)
     if args.channels_last:
-        ratios['teacher_forward_cl_over_teacher_forward'] = (
-            median['teacher_forward_cl'] / median['teacher_forward'])
-        ratios['eakd_cl_over_eakd'] = median['eakd_cl'] / median['eakd']
+        ratio_defs.update(CHANNELS_LAST_RATIOS)
+    bootstrap = dict(level=BOOTSTRAP_LEVEL, resamples=BOOTSTRAP_RESAMPLES,
+                     seed=args.seed)
+    judged: Dict[str, Dict] = {}
+    for key, (names, function) in ratio_defs.items():
+        ratio_times = {name: times[name] for name in names}
+        if key in TARGETS:
+            judged[key] = judge_target(ratio_times, function, *TARGETS[key],
+                                       min_rounds=MIN_ROUNDS, **bootstrap)
+        else:
+            value, low, high = bootstrap_interval(ratio_times, function,
+                                                  **bootstrap)
+            judged[key] = dict(value=value, interval=[low, high])
+    ratios = {key: result['value'] for key, result in judged.items()}
+    ratios['memory_over_student'] = {
+        name: _ratio(memory[name], memory['student'])
+        for name in variants
+    }
     targets = {
-        f'{key} {op} {bound}':
-        (ratios[key] <= bound if op == '<=' else ratios[key] > bound)
+        f'{key} {op} {bound}': dict(
+            verdict=judged[key]['verdict'],
+            interval=judged[key]['interval'],
+            rounds_to_resolve=judged[key]['rounds_to_resolve'])
         for key, (op, bound) in TARGETS.items()
     }
     return dict(
@@ -473,7 +482,7 @@ def benchmark_config(config: str, args: argparse.Namespace,
         batch_size=args.batch_size,
         steps=args.steps,
         warmup=args.warmup,
-        num_rois=num_rois,
+        num_rois=num_samples,
         variants={
             name: dict(
                 median_s=median[name],
@@ -484,7 +493,13 @@ def benchmark_config(config: str, args: argparse.Namespace,
         },
         memory_method=memory_method,
         ratios=ratios,
-        targets_met=targets)
+        ratio_intervals={
+            key: result['interval'] for key, result in judged.items()
+        },
+        interval_method=f'{100 * BOOTSTRAP_LEVEL:.0f}% percentile bootstrap '
+        f'over rounds ({BOOTSTRAP_RESAMPLES} resamples); verdicts need '
+        f'>= {MIN_ROUNDS} rounds',
+        targets=targets)
 
 
 def machine_info(device: str) -> Dict[str, object]:
@@ -513,7 +528,9 @@ def format_table(result: Dict) -> str:
     lines = [
         f"{result['config']}  (teacher {result['teacher']})",
         f"images {result['batch_size']} x {result['img_size']}x"
-        f"{result['img_size']}, {result['num_rois']} RoIs, median of "
+        f"{result['img_size']}, {result['num_rois']} RoIs (all groups), "
+        'median of '
+
         f"{result['steps']} interleaved steps after {result['warmup']} "
         'warm-up rounds',
         f"{'variant':<20}{'median s':>10}{'min s':>9}{'max s':>9}"
@@ -528,17 +545,23 @@ def format_table(result: Dict) -> str:
             f"{'-' if mem is None else f'{mem:.0f}':>11}"
             f"{'-' if mem_ratio[name] is None else f'{mem_ratio[name]:.2f}':>13}")
     lines.append(f"memory: {result['memory_method']}")
+    lines.append(f"ratio intervals: {result['interval_method']}")
     for key, value in result['ratios'].items():
         if key != 'memory_over_student':
-            lines.append(f'{key:<42}{value:8.3f}')
-    for target, met in result['targets_met'].items():
-        lines.append(f"target {target:<50}{'met' if met else 'MISSED'}")
+            low, high = result['ratio_intervals'][key]
+            lines.append(f'{key:<42}{value:8.3f}  [{low:.3f}, {high:.3f}]')
+    for target, judged in result['targets'].items():
+        rounds = judged['rounds_to_resolve']
+        lines.append(
+            f"target {target:<50}{judged['verdict']:<14}"
+            + ('' if rounds is None else f'(resolved from {rounds} rounds)'))
     return '\n'.join(lines)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict:
     """Run the benchmark; print a table per config and write the JSON."""
     args = parse_args(argv)
+    from mmdet_eakd.utils import register_modules
     if args.threads:
         torch.set_num_threads(args.threads)
     register_modules()

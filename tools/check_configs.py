@@ -51,10 +51,11 @@ def check_config(config: Path, work_dir: Path, img_size: int,
     from mmengine.optim import OptimWrapper
 
     from mmdet.testing import demo_mm_inputs
+    from mmdet_eakd.distill import adapter_for
     from mmdet_eakd.utils import build_offline_model
 
     model = build_offline_model(config, work_dir)
-    num_classes = model.roi_head.bbox_head.num_classes
+    num_classes = adapter_for(model).num_classes(model)
     shapes = [(3, img_size - 32 * (i % 2), img_size)
               for i in range(batch_size)]
     batch = demo_mm_inputs(batch_size, image_shapes=shapes,

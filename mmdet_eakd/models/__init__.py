@@ -1,8 +1,6 @@
-from .roi_distiller import (DISTILL_ARGS, RoIDistillTwoStageDetector,
-                            student_model_config)
-from .teacher import build_teacher, renormalize_for_teacher
+from ..distill import DISTILL_ARGS, student_model_config
+from .roi_distiller import RoIDistillTwoStageDetector
 
 __all__ = [
-    'DISTILL_ARGS', 'RoIDistillTwoStageDetector', 'student_model_config',
-    'build_teacher', 'renormalize_for_teacher'
+    'DISTILL_ARGS', 'RoIDistillTwoStageDetector', 'student_model_config'
 ]

@@ -21,11 +21,8 @@ from torch import nn
 
 ConfigLike = Union[str, Path, Config]
 
-#: The model type whose configs carry a teacher.
-DISTILLER_TYPE = 'RoIDistillTwoStageDetector'
 
-
-def _register() -> None:
+def register_modules() -> None:
     """Register mmdet's and this package's modules (idempotent)."""
     from mmdet.utils import register_all_modules
     register_all_modules(init_default_scope=True)
@@ -107,11 +104,13 @@ def teacher_model_config(cfg: Config,
     Returns:
         ConfigDict: The teacher's model config without ``Pretrained`` inits.
     """
-    from mmdet_eakd.models.teacher import load_teacher_config
-    if cfg.model.get('type') != DISTILLER_TYPE:
+    from mmdet_eakd.distill import is_distill_config, load_teacher_config
+    register_modules()
+    if not is_distill_config(cfg.model):
         raise ValueError(f'{cfg.filename or "The config"} is not a '
                          f'distillation config (model.type is '
-                         f'{cfg.model.get("type")!r}, not {DISTILLER_TYPE!r}).')
+                         f'{cfg.model.get("type")!r}, not a distilling '
+                         'detector).')
     model_cfg = load_teacher_config(cfg.model.teacher.config).model
     model_cfg = strip_pretrained_init(model_cfg)
     if not with_train_cfg:
@@ -132,7 +131,7 @@ def write_random_teacher_checkpoint(cfg: Config, path: Union[str, Path],
         Path: ``path``.
     """
     from mmdet.registry import MODELS
-    _register()
+    register_modules()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -160,12 +159,13 @@ def offline_config(config: ConfigLike, work_dir: Union[str, Path],
     Returns:
         Config: The offline config (its ``model`` can be built directly).
     """
-    _register()
+    register_modules()
     cfg = _load_config(config)
     if 'model' not in cfg:
         raise ValueError(f'{cfg.filename or "The config"} has no model.')
     cfg.model = strip_pretrained_init(cfg.model)
-    if cfg.model.get('type') == DISTILLER_TYPE:
+    from mmdet_eakd.distill import is_distill_config
+    if is_distill_config(cfg.model):
         checkpoint = write_random_teacher_checkpoint(
             cfg, Path(work_dir) / 'random_teacher.pth', seed=seed)
         cfg.model.teacher.checkpoint = str(checkpoint)

@@ -1,6 +1,8 @@
 """Building, loading and feeding the frozen teacher of a distillation run."""
 import os.path as osp
-from typing import Any, Dict, List, Optional, Sequence, Union
+import inspect
+from typing import (Any, Callable, Dict, NamedTuple, Optional, Sequence,
+                    Tuple, Union)
 
 import torch
 from mmengine.config import Config
@@ -8,8 +10,6 @@ from mmengine.hub import get_config
 from mmengine.runner import CheckpointLoader
 from torch import Tensor
 
-from mmdet.models.detectors import TwoStageDetector
-from mmdet.models.roi_heads import StandardRoIHead
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from ..engine.downloads import CheckpointDownloadError, download_error
@@ -26,6 +26,8 @@ def load_teacher_config(config: Union[str, dict, Config]) -> Config:
     Returns:
         Config: The loaded config.
     """
+    if isinstance(config, Config):
+        return config
     if isinstance(config, str):
         if '::' in config:
             return get_config(config)
@@ -44,37 +46,6 @@ def load_teacher_config(config: Union[str, dict, Config]) -> Config:
         return cfg
     raise TypeError('model.teacher.config must be a path, an mmdet:: name or a '
                     f'config dict, but got {type(config).__name__}.')
-
-
-def check_roi_head(detector: torch.nn.Module, role: str) -> None:
-    """Check that a detector has the RoI head the distiller supports.
-
-    The distiller needs a :class:`TwoStageDetector` whose RoI head is a
-    :class:`StandardRoIHead` with a box branch whose classifier gives softmax
-    logits over ``num_classes + 1`` classes (background last).
-
-    Args:
-        detector (nn.Module): The student or the teacher.
-        role (str): ``'student'`` or ``'teacher'``, for the error message.
-    """
-    if not isinstance(detector, TwoStageDetector):
-        raise TypeError(
-            f'The {role} is a {type(detector).__name__}; RoI distillation '
-            'needs a TwoStageDetector (e.g. FasterRCNN, MaskRCNN).')
-    roi_head = getattr(detector, 'roi_head', None)
-    if not isinstance(roi_head, StandardRoIHead) or not roi_head.with_bbox:
-        raise TypeError(
-            f'The {role}\'s RoI head is {type(roi_head).__name__}; RoI '
-            'distillation supports StandardRoIHead (and subclasses) with a box '
-            'head. Cascade-style heads run several box heads per RoI and are '
-            'not supported.')
-    bbox_head = roi_head.bbox_head
-    if bbox_head.custom_cls_channels or getattr(bbox_head.loss_cls,
-                                                'use_sigmoid', False):
-        raise TypeError(
-            f'The {role}\'s box head classifies with sigmoid / custom channels '
-            f'({type(bbox_head.loss_cls).__name__}); the KD terms need softmax '
-            'logits over num_classes + 1 classes.')
 
 
 def _state_dict_of(checkpoint: Any, source: str) -> Dict[str, Tensor]:
@@ -136,16 +107,19 @@ def load_teacher_checkpoint(teacher: torch.nn.Module, checkpoint: str) -> None:
 
 
 def build_teacher(config: Union[str, dict, Config], checkpoint: Optional[str],
-                  num_classes: int) -> TwoStageDetector:
+                  check: Callable[[torch.nn.Module], None]) -> torch.nn.Module:
     """Build the frozen teacher: strict checkpoint, eval mode, no gradient.
 
     Args:
         config (str | dict | Config): See :func:`load_teacher_config`.
         checkpoint (str): Path or URL of the teacher's trained weights. ``None``
             is refused: a randomly initialised teacher is never what is meant.
+        check (Callable[[nn.Module], None]): Checks the built teacher against
+            the student (head family, classes) before its checkpoint is read;
+            raises a named error for an unsupported pair.
 
     Returns:
-        TwoStageDetector: The teacher, on the CPU.
+        nn.Module: The teacher detector, on the CPU.
     """
     if not checkpoint:
         raise ValueError(
@@ -155,22 +129,81 @@ def build_teacher(config: Union[str, dict, Config], checkpoint: Optional[str],
     # No train_cfg: the teacher builds no assigner / sampler and never samples.
     model_cfg['train_cfg'] = None
     teacher = MODELS.build(model_cfg)
-    check_roi_head(teacher, 'teacher')
-    teacher_classes = teacher.roi_head.bbox_head.num_classes
-    if teacher_classes != num_classes:
-        raise ValueError(
-            f'The teacher classifies {teacher_classes} classes but the '
-            f'student {num_classes}; KD on RoI logits needs the same '
-            'classes. Use a teacher trained on the student\'s data set.')
+    check(teacher)
     load_teacher_checkpoint(teacher, checkpoint)
     teacher.requires_grad_(False)
     teacher.eval()
     return teacher
 
 
+class InputFormat(NamedTuple):
+    """How a ``DetDataPreprocessor`` turns images into a batch.
+
+    ``mean``/``std`` are None without normalization; ``flip_channels`` is its
+    ``bgr_to_rgb or rgb_to_bgr``.
+    """
+    mean: Optional[Tuple[float, ...]]
+    std: Optional[Tuple[float, ...]]
+    flip_channels: bool
+    pad_value: float
+    pad_size_divisor: int
+
+
+def input_format(preprocessor_cfg: Optional[dict], role: str) -> InputFormat:
+    """The input format of a detector, read from its ``data_preprocessor``.
+
+    The settings are bound to the preprocessor class's signature, so unset
+    arguments take mmdet's own defaults.
+
+    Args:
+        preprocessor_cfg (dict, optional): The model's ``data_preprocessor``
+            config (e.g. ``dict(type='DetDataPreprocessor', mean=..., ...)``).
+        role (str): ``'student'`` or ``'teacher'``, for the error message.
+
+    Returns:
+        InputFormat: The settings that decide what a batch looks like.
+    """
+    from mmengine.model import ImgDataPreprocessor
+    if not isinstance(preprocessor_cfg, dict) or 'type' not in preprocessor_cfg:
+        raise TypeError(
+            f'The {role} model config has no data_preprocessor dict (got '
+            f'{preprocessor_cfg!r}); distillation compares the student\'s '
+            'and the teacher\'s input formats. Set model.data_preprocessor '
+            "= dict(type='DetDataPreprocessor', mean=..., std=..., ...).")
+    cfg = dict(preprocessor_cfg)
+    kind = cfg.pop('type')
+    cls = MODELS.get(kind) if isinstance(kind, str) else kind
+    if not (isinstance(cls, type) and issubclass(cls, ImgDataPreprocessor)):
+        raise TypeError(
+            f'The {role}\'s data_preprocessor is {kind!r}; distillation '
+            'needs an ImgDataPreprocessor such as DetDataPreprocessor.')
+    bound = inspect.signature(cls).bind(**cfg)
+    bound.apply_defaults()
+    args = bound.arguments
+
+    def floats(values: Optional[Sequence[float]]
+               ) -> Optional[Tuple[float, ...]]:
+        return None if values is None else tuple(float(v) for v in values)
+
+    return InputFormat(
+        mean=floats(args['mean']),
+        std=floats(args['std']),
+        flip_channels=bool(args['bgr_to_rgb'] or args['rgb_to_bgr']),
+        pad_value=float(args['pad_value']),
+        pad_size_divisor=int(args['pad_size_divisor']))
+
+
+def same_input_format(student: InputFormat, teacher: InputFormat) -> bool:
+    """Whether the teacher can take the student's batch as it is."""
+    return (student.mean == teacher.mean and student.std == teacher.std
+            and student.flip_channels == teacher.flip_channels
+            and student.pad_value == teacher.pad_value
+            and student.pad_size_divisor % teacher.pad_size_divisor == 0)
+
+
 def renormalize_for_teacher(batch_inputs: Tensor, batch_data_samples: SampleList,
-                            student_preprocessor: torch.nn.Module,
-                            teacher_preprocessor: torch.nn.Module) -> Tensor:
+                            student: InputFormat,
+                            teacher: InputFormat) -> Tensor:
     """Convert a batch normalized by the student for the teacher, exactly.
 
     ``DetDataPreprocessor`` computes ``(flip(img) - mean) / std`` per image and
@@ -183,21 +216,20 @@ def renormalize_for_teacher(batch_inputs: Tensor, batch_data_samples: SampleList
         batch_inputs (Tensor): Student inputs, shape (B, 3, H, W).
         batch_data_samples (list[DetDataSample]): Their data samples (for each
             image's unpadded ``img_shape``).
-        student_preprocessor (nn.Module): The student's ``DetDataPreprocessor``.
-        teacher_preprocessor (nn.Module): The teacher's ``DetDataPreprocessor``.
+        student (InputFormat): The student's input format.
+        teacher (InputFormat): The teacher's input format.
 
     Returns:
         Tensor: Teacher inputs, shape (B, 3, H', W') with H' >= H, W' >= W.
     """
-    mean_s, std_s = _mean_std(student_preprocessor, batch_inputs)
-    mean_t, std_t = _mean_std(teacher_preprocessor, batch_inputs)
+    mean_s, std_s = _mean_std(student, batch_inputs)
+    mean_t, std_t = _mean_std(teacher, batch_inputs)
     images = batch_inputs * std_s + mean_s
-    if (student_preprocessor._channel_conversion !=
-            teacher_preprocessor._channel_conversion):
+    if student.flip_channels != teacher.flip_channels:
         images = images.flip(1)
     converted = (images - mean_t) / std_t
 
-    pad_value = float(teacher_preprocessor.pad_value)
+    pad_value = teacher.pad_value
     height, width = converted.shape[-2:]
     valid = torch.zeros((len(batch_data_samples), 1, height, width),
                         dtype=torch.bool, device=converted.device)
@@ -206,7 +238,7 @@ def renormalize_for_teacher(batch_inputs: Tensor, batch_data_samples: SampleList
         valid[i, :, :img_h, :img_w] = True
     converted = converted.masked_fill(~valid, pad_value)
 
-    divisor = teacher_preprocessor.pad_size_divisor
+    divisor = teacher.pad_size_divisor
     pad_h = (divisor - height % divisor) % divisor
     pad_w = (divisor - width % divisor) % divisor
     if pad_h or pad_w:
@@ -215,24 +247,9 @@ def renormalize_for_teacher(batch_inputs: Tensor, batch_data_samples: SampleList
     return converted
 
 
-def _mean_std(preprocessor: torch.nn.Module, like: Tensor) -> List[Tensor]:
-    if preprocessor._enable_normalize:
-        return [preprocessor.mean.to(like), preprocessor.std.to(like)]
-    return [like.new_zeros((3, 1, 1)), like.new_ones((3, 1, 1))]
-
-
-def same_input_format(student_preprocessor: torch.nn.Module,
-                      teacher_preprocessor: torch.nn.Module,
-                      ) -> bool:
-    """Whether the teacher can take the student's batch as it is."""
-    s, t = student_preprocessor, teacher_preprocessor
-    if (s._enable_normalize != t._enable_normalize
-            or s._channel_conversion != t._channel_conversion
-            or float(s.pad_value) != float(t.pad_value)
-            or s.pad_size_divisor % t.pad_size_divisor != 0):
-        return False
-    if not s._enable_normalize:
-        return True
-    return bool(
-        torch.equal(s.mean.cpu(), t.mean.cpu())
-        and torch.equal(s.std.cpu(), t.std.cpu()))
+def _mean_std(fmt: InputFormat, like: Tensor) -> Tuple[Tensor, Tensor]:
+    """Mean and std of ``fmt`` as (C, 1, 1) tensors like ``like``."""
+    if fmt.mean is None:
+        return like.new_zeros((1, 1, 1)), like.new_ones((1, 1, 1))
+    return (like.new_tensor(fmt.mean).view(-1, 1, 1),
+            like.new_tensor(fmt.std).view(-1, 1, 1))

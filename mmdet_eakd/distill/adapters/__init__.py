@@ -1,0 +1,13 @@
+"""Head-family adapters; importing them registers them (see :mod:`.base`)."""
+from .base import (DistillAdapter, GroupCapture, LogitGroup,
+                   UnsupportedPairError, adapter_for, call_arguments,
+                   register_adapter)
+from .cascade_roi import CascadeRoIAdapter
+from .roi_common import RoISamples
+from .standard_roi import StandardRoIAdapter
+
+__all__ = [
+    'DistillAdapter', 'GroupCapture', 'LogitGroup', 'UnsupportedPairError',
+    'adapter_for', 'call_arguments', 'register_adapter', 'CascadeRoIAdapter',
+    'RoISamples', 'StandardRoIAdapter'
+]

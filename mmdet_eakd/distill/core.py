@@ -1,0 +1,335 @@
+"""The family-agnostic distillation core, mixed into an mmdet detector.
+
+:class:`DistillerMixin` holds everything that does not depend on the head
+family: the frozen teacher (built and loaded strictly, hidden from
+``state_dict``, the optimizer, DDP and checkpoints, moved and cast with the
+student, shared by deep copies, always in eval mode), the teacher's inputs
+(renormalization, channels-last, autocast), the public entry point
+:meth:`DistillerMixin.distill_inputs`, and the KD loss with its statistics.
+Where the distilled samples come from is the business of the head family's
+adapter (:mod:`mmdet_eakd.distill.adapters`), chosen from the student.
+"""
+import contextlib
+import copy
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+import torch
+from mmengine.config import ConfigDict
+from torch import Tensor
+
+from mmdet.registry import MODELS
+from mmdet.structures import SampleList
+from ..losses import EAStats
+from .adapters import LogitGroup, adapter_for
+from .teacher import (build_teacher, input_format, load_teacher_config,
+                      renormalize_for_teacher, same_input_format)
+
+#: Model arguments that only the distiller knows; dropped for the plain student.
+DISTILL_ARGS = ('teacher', 'distill_loss', 'teacher_autocast',
+                'teacher_channels_last')
+#: Name of the KD loss in the loss dict (per group: ``f'{group}.loss_kd'``).
+KD_LOSS = 'loss_kd'
+
+_AUTOCAST_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
+
+
+class DistillInputs(NamedTuple):
+    """What one student loss pass gives the distillation.
+
+    Attributes:
+        losses (dict[str, Tensor]): The student's detection losses.
+        groups (list[LogitGroup]): Student/teacher logit pairs with labels,
+            validity and weight, one entry per group of samples (one for a
+            ``StandardRoIHead``, one per stage that ran for a cascade).
+    """
+    losses: Dict[str, Tensor]
+    groups: List[LogitGroup]
+
+
+class DistillerMixin:
+    """Distillation core; mix in before an mmdet detector class.
+
+    ``class D(DistillerMixin, TwoStageDetector)``: ``loss`` runs the
+    detector's own ``loss`` once, with the head family's adapter recording
+    what it used, then the teacher on the same samples, then the KD loss.
+
+    Args:
+        teacher (dict): ``config`` (config path, ``mmdet::`` name or config
+            dict) and ``checkpoint`` (path or URL) of the trained teacher.
+        distill_loss (dict): Config of the distillation loss module (e.g.
+            ``EAKDLoss``), called as ``loss(student_logits, teacher_logits,
+            labels)`` on each group's valid samples; its
+            ``ea_stats(student_logits, teacher_logits)`` gives the logged
+            statistics.
+        teacher_autocast (str, optional): ``'fp16'`` or ``'bf16'`` to run the
+            teacher's backbone and neck under autocast (its head and the loss
+            stay float32). Defaults to None (the student's precision).
+        teacher_channels_last (bool): Run the teacher in channels-last memory
+            format. Defaults to False.
+        **kwargs: The student detector's arguments; its
+            ``data_preprocessor`` config decides the input format.
+    """
+
+    def __init__(self,
+                 teacher: dict,
+                 distill_loss: dict,
+                 teacher_autocast: Optional[str] = None,
+                 teacher_channels_last: bool = False,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        adapter = adapter_for(self)
+        adapter.check_student(self)
+        if not isinstance(teacher, dict) or 'config' not in teacher:
+            raise ValueError(
+                'model.teacher must be dict(config=..., checkpoint=...), got '
+                f'{teacher!r}.')
+        unknown = set(teacher) - {'config', 'checkpoint'}
+        if unknown:
+            raise ValueError(f'model.teacher has unknown keys {sorted(unknown)}; '
+                             'it takes config and checkpoint.')
+        if teacher_autocast not in (None, *_AUTOCAST_DTYPES):
+            raise ValueError(
+                f'teacher_autocast must be None, "fp16" or "bf16", got '
+                f'{teacher_autocast!r}.')
+        student_format = input_format(
+            kwargs.get('data_preprocessor'), 'student')
+        teacher_cfg = load_teacher_config(teacher['config'])
+        teacher_format = input_format(
+            teacher_cfg.model.get('data_preprocessor'), 'teacher')
+        teacher_model = build_teacher(
+            teacher_cfg, teacher.get('checkpoint'),
+            check=lambda built: adapter.check_pair(self, built))
+        if teacher_channels_last:
+            teacher_model.to(memory_format=torch.channels_last)
+        # Plain attribute, not a submodule: no state_dict, optimizer, DDP sync.
+        object.__setattr__(self, 'teacher', teacher_model)
+        self.adapter = adapter
+        self.distill_loss = MODELS.build(distill_loss)
+        self.teacher_autocast = teacher_autocast
+        self.teacher_channels_last = teacher_channels_last
+        self.student_format = student_format
+        self.teacher_format = teacher_format
+        self._teacher_takes_student_inputs = same_input_format(
+            student_format, teacher_format)
+
+    @classmethod
+    def student_type(cls, model_cfg: dict) -> str:
+        """The plain mmdet detector type of a distillation model config."""
+        raise NotImplementedError
+
+    def __deepcopy__(self, memo: dict) -> 'DistillerMixin':
+        """Deep-copy the student; the frozen teacher is shared, not copied.
+
+        EMA hooks (e.g. mmdet's ``ExpMomentumEMA``) deep-copy the model; a
+        copy of a large teacher would only cost memory.
+        """
+        memo[id(self.teacher)] = self.teacher
+        copied = self.__class__.__new__(self.__class__)
+        memo[id(self)] = copied
+        copied.__dict__.update(copy.deepcopy(self.__dict__, memo))
+        return copied
+
+    def _apply(self, fn, *args, **kwargs):
+        """Move/cast the teacher together with the student.
+
+        ``nn.Module._apply`` is torch's private hook behind ``to``, ``cuda``,
+        ``half`` ...; overriding it is the one private API of the core
+        (``test_teacher_follows_student_device_and_mode`` fails if torch
+        stops routing through it).
+        """
+        teacher = self.__dict__.get('teacher')
+        if teacher is not None:
+            teacher._apply(fn, *args, **kwargs)
+        return super()._apply(fn, *args, **kwargs)
+
+    @torch.no_grad()
+    def teacher_features(self, batch_inputs: Tensor,
+                         batch_data_samples: SampleList) -> Tuple[Tensor, ...]:
+        """The teacher's ``extract_feat`` on the student's batch, float32.
+
+        The batch is renormalized for the teacher if their input formats
+        differ; backbone and neck run under ``teacher_autocast`` and in
+        ``teacher_channels_last`` format if set.
+
+        Args:
+            batch_inputs (Tensor): Student inputs, shape (B, 3, H, W).
+            batch_data_samples (list[DetDataSample]): Their data samples.
+
+        Returns:
+            tuple[Tensor]: The teacher's feature maps.
+        """
+        teacher = self.teacher
+        if teacher.training:
+            teacher.eval()
+        inputs = batch_inputs
+        if not self._teacher_takes_student_inputs:
+            inputs = renormalize_for_teacher(batch_inputs, batch_data_samples,
+                                             self.student_format,
+                                             self.teacher_format)
+        if self.teacher_channels_last:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        autocast = (
+            torch.autocast(inputs.device.type,
+                           dtype=_AUTOCAST_DTYPES[self.teacher_autocast])
+            if self.teacher_autocast else contextlib.nullcontext())
+        with autocast:
+            feats = teacher.extract_feat(inputs)
+        # The head runs in float32: a small share of the teacher's cost, and
+        # mmcv's CPU RoIAlign has no bf16 kernel.
+        return tuple(feat.float() for feat in feats)
+
+    @torch.no_grad()
+    def teacher_logits(self, batch_inputs: Tensor,
+                       batch_data_samples: SampleList,
+                       samples: Sequence[Any]) -> List[Tensor]:
+        """The teacher's logits on given samples (no grad, eval mode).
+
+        Args:
+            batch_inputs (Tensor): Student inputs, shape (B, 3, H, W).
+            batch_data_samples (list[DetDataSample]): Their data samples.
+            samples (Sequence): Per group, where its samples are
+                (``GroupCapture.samples`` of the adapter, e.g. ``RoISamples``).
+
+        Returns:
+            list[Tensor]: Per group, logits of shape (N_g, C), float32.
+        """
+        feats = self.teacher_features(batch_inputs, batch_data_samples)
+        return [
+            self.adapter.logits(self.teacher, feats, group).float()
+            for group in samples
+        ]
+
+    def distill_inputs(self, batch_inputs: Tensor,
+                       batch_data_samples: SampleList) -> DistillInputs:
+        """Run the student's loss pass; pair its logits with the teacher's.
+
+        The student's detection loss runs once, unchanged; the adapter
+        records, per group, the logits, labels and validity it used; the
+        teacher classifies the same samples.
+
+        Args:
+            batch_inputs (Tensor): Inputs, shape (B, 3, H, W).
+            batch_data_samples (list[DetDataSample]): Data samples with
+                ``gt_instances``.
+
+        Returns:
+            DistillInputs: The detection losses and the logit groups.
+        """
+        with self.adapter.capture(self) as captured:
+            losses = super().loss(batch_inputs, batch_data_samples)
+        if not captured:
+            raise RuntimeError(
+                f'The student\'s loss pass gave its {self.adapter.family} '
+                'adapter no samples to distill.')
+        teacher = self.teacher_logits(batch_inputs, batch_data_samples,
+                                      [group.samples for group in captured])
+        groups = [
+            LogitGroup(group.name, group.student, logits, group.labels,
+                       group.valid, group.weight, group.samples)
+            for group, logits in zip(captured, teacher)
+        ]
+        return DistillInputs(losses, groups)
+
+    def _kd_loss(self, group: LogitGroup) -> Tuple[Tensor, EAStats]:
+        """The distillation loss of one group's valid samples and their
+        per-sample statistics (the one place that calls the loss module)."""
+        valid = group.valid
+        student, teacher = group.student[valid], group.teacher[valid]
+        return (self.distill_loss(student, teacher, group.labels[valid]),
+                self.distill_loss.ea_stats(student, teacher))
+
+    def distill_losses(self, groups: Sequence[LogitGroup]
+                       ) -> Dict[str, Tensor]:
+        """KD loss of the groups and the mean EA statistics.
+
+        Returns:
+            dict[str, Tensor]: ``loss_kd`` = sum over groups of the group's
+            weight times its loss; for named groups also
+            ``f'{name}.loss_kd'`` (that weighted term, logged only: see
+            :meth:`parse_losses`); ``ea_weight``, ``entropy_t`` and
+            ``entropy_s``: means over all valid samples (detached).
+        """
+        losses: Dict[str, Tensor] = {}
+        total: Optional[Tensor] = None
+        stats: List[EAStats] = []
+        for group in groups:
+            loss, group_stats = self._kd_loss(group)
+            weighted = group.weight * loss
+            if group.name:
+                losses[f'{group.name}.{KD_LOSS}'] = weighted
+            total = weighted if total is None else total + weighted
+            stats.append(group_stats)
+        losses[KD_LOSS] = total
+        losses.update(
+            EAStats(*(torch.cat(values) for values in zip(*stats))).means())
+        return losses
+
+    def loss(self, batch_inputs: Tensor,
+             batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """Detection losses of the student plus the distillation loss.
+
+        Args:
+            batch_inputs (Tensor): Inputs, shape (B, 3, H, W).
+            batch_data_samples (list[DetDataSample]): Data samples with
+                ``gt_instances``.
+
+        Returns:
+            dict[str, Tensor]: The student's losses and those of
+            :meth:`distill_losses`.
+        """
+        inputs = self.distill_inputs(batch_inputs, batch_data_samples)
+        losses = inputs.losses
+        losses.update(self.distill_losses(inputs.groups))
+        return losses
+
+    def parse_losses(self, losses: Dict[str, Tensor]
+                     ) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """mmengine's ``parse_losses``, with per-group KD terms logged only.
+
+        ``f'{group}.loss_kd'`` are parts of ``loss_kd``; summing them into the
+        total loss too would count them twice.
+        """
+        parts = {
+            key: value
+            for key, value in losses.items() if key.endswith(f'.{KD_LOSS}')
+        }
+        summed = {key: v for key, v in losses.items() if key not in parts}
+        loss, log_vars = super().parse_losses(summed)
+        log_vars.update(
+            (key, value.detach().mean()) for key, value in parts.items())
+        return loss, log_vars
+
+
+def is_distill_config(model_cfg: dict) -> bool:
+    """Whether a model config builds a distilling detector."""
+    kind = model_cfg.get('type')
+    cls = MODELS.get(kind) if isinstance(kind, str) else kind
+    return isinstance(cls, type) and issubclass(cls, DistillerMixin)
+
+
+def student_model_config(model_cfg: dict) -> dict:
+    """The plain student model config of a distillation model config.
+
+    Testing, inference and checkpoints need the student only: this drops the
+    teacher and the distillation loss, and gives the plain mmdet detector
+    type of the distilling detector (e.g. ``TwoStageDetector`` for Faster /
+    Mask R-CNN, ``CascadeRCNN`` for a Cascade R-CNN). Other configs are
+    returned unchanged; a wrapper with a ``module`` (e.g. ``DetTTAModel``) is
+    converted inside.
+
+    Args:
+        model_cfg (dict): ``cfg.model``.
+
+    Returns:
+        dict: A new model config.
+    """
+    model_cfg = copy.deepcopy(model_cfg)
+    if is_distill_config(model_cfg):
+        kind = model_cfg['type']
+        cls = MODELS.get(kind) if isinstance(kind, str) else kind
+        for key in DISTILL_ARGS:
+            model_cfg.pop(key, None)
+        model_cfg['type'] = cls.student_type(model_cfg)
+    elif isinstance(model_cfg.get('module'), (dict, ConfigDict)):
+        model_cfg['module'] = student_model_config(model_cfg['module'])
+    return model_cfg
