@@ -7,7 +7,16 @@ checkpoints of plain mmengine (see :mod:`mmdet_eakd.engine.checkpoint`) and
 turns a failed checkpoint download into one clear error (see
 :mod:`mmdet_eakd.engine.downloads`).
 """
-from . import datasets, engine, losses, models  # noqa: F401  (registration)
+import warnings
+
+# mmengine imports pkg_resources (and reloads it: importlib), whose deprecation
+# warning no user can act on. Entry points import this package before
+# mmengine, so this one filter quiets them all; every other warning shows.
+warnings.filterwarnings(
+    'ignore', message='pkg_resources is deprecated as an API',
+    category=UserWarning, module=r'mmengine\.|importlib$')
+
+from . import datasets, engine, losses, models  # noqa: E402,F401  (registration)
 
 engine.allow_mmengine_checkpoints()
 engine.report_failed_downloads()

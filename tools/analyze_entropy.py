@@ -50,16 +50,10 @@ import json
 import math
 import os.path as osp
 import sys
-import warnings
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
-# mmengine imports pkg_resources (and reloads it: importlib), whose deprecation
-# warning no user can act on; every other warning still shows
-warnings.filterwarnings(
-    'ignore', message='pkg_resources is deprecated as an API',
-    category=UserWarning, module=r'mmengine\.|importlib$')
-
+import mmdet_eakd  # noqa: E402,F401  (first: quiets mmengine)
 import matplotlib  # noqa: E402
 
 matplotlib.use('Agg')
@@ -73,7 +67,6 @@ from mmengine.runner.utils import set_random_seed  # noqa: E402
 from mmengine.utils import ProgressBar  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-import mmdet_eakd  # noqa: E402,F401  (registers modules)
 from mmdet.models.detectors import TwoStageDetector  # noqa: E402
 from mmdet.registry import MODELS  # noqa: E402
 from mmdet_eakd.analysis import (QUARTILES, describe,  # noqa: E402

@@ -65,18 +65,12 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-# mmengine imports pkg_resources (and reloads it: importlib), whose deprecation
-# warning no user can act on; every other warning still shows
-warnings.filterwarnings(
-    'ignore', message='pkg_resources is deprecated as an API',
-    category=UserWarning, module=r'mmengine\.|importlib$')
-
+import mmdet_eakd  # noqa: E402,F401  (first: quiets mmengine)
 import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 from mmengine.optim import OptimWrapper  # noqa: E402

@@ -18,14 +18,9 @@ import argparse
 import json
 import statistics
 import time
-import warnings
 from typing import Callable, Dict, List, Optional
 
-# mmengine imports pkg_resources (and reloads it: importlib), whose deprecation
-# warning no user can act on; every other warning still shows
-warnings.filterwarnings(
-    'ignore', message='pkg_resources is deprecated as an API',
-    category=UserWarning, module=r'mmengine\.|importlib$')
+import mmdet_eakd  # noqa: E402,F401  (first: quiets mmengine)
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402

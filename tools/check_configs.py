@@ -14,15 +14,10 @@ import math
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Dict, List, Optional
 
-# mmengine imports pkg_resources (and reloads it: importlib), whose deprecation
-# warning no user can act on; every other warning still shows
-warnings.filterwarnings(
-    'ignore', message='pkg_resources is deprecated as an API',
-    category=UserWarning, module=r'mmengine\.|importlib$')
+import mmdet_eakd  # noqa: E402,F401  (first: quiets mmengine)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 from typing import List, Optional
 
+import mmdet_eakd  # noqa: F401  (first: quiets mmengine)
 from mmdet_eakd.study import REGIMES, run_study
 
 METHODS = ('student', 'KD', 'EA-KD')

@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 from typing import List, Optional
 
+import mmdet_eakd  # noqa: F401  (first: quiets mmengine)
 from mmdet_eakd.study import METHODS, REGIMES, run_study
 
 

@@ -9,13 +9,7 @@ built nor loaded, so it needs no teacher checkpoint. The run uses
 is honoured; a runner without its fixes is refused).
 """
 import sys
-import warnings
 
-# mmengine imports pkg_resources (and reloads it: importlib), whose deprecation
-# warning no user can act on; every other warning still shows
-warnings.filterwarnings(
-    'ignore', message='pkg_resources is deprecated as an API',
-    category=UserWarning, module=r'mmengine\.|importlib$')
 
 import mmdet_eakd  # noqa: E402,F401  (registers modules, allowlists checkpoints)
 from mmdet_eakd.engine import (CheckpointDownloadError,  # noqa: E402

@@ -16,13 +16,7 @@ Same command line as mmdet's tool (``--work-dir``, ``--amp``, ``--resume
   says how to pass a local file.
 """
 import sys
-import warnings
 
-# mmengine imports pkg_resources (and reloads it: importlib), whose deprecation
-# warning no user can act on; every other warning still shows
-warnings.filterwarnings(
-    'ignore', message='pkg_resources is deprecated as an API',
-    category=UserWarning, module=r'mmengine\.|importlib$')
 
 import mmdet_eakd  # noqa: E402,F401  (registers modules, allowlists checkpoints)
 from mmdet_eakd.engine import (CheckpointDownloadError,  # noqa: E402
