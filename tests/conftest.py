@@ -2,6 +2,7 @@
 import importlib.util
 import json
 import os
+import socket
 import pickletools
 import subprocess
 import sys
@@ -48,6 +49,16 @@ def write_config(tmp_path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+def free_port() -> str:
+    """A TCP port free on this machine now, for a distributed rendezvous.
+
+    Fixed ports collide when two test runs (or other jobs) share a machine.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return str(sock.getsockname()[1])
 
 
 def run_tool(args: List[str], cwd: Path, env: Dict[str, str] = None,

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, TINY, data_overrides
+from conftest import ROOT, TINY, data_overrides, free_port
 
 from mmdet_eakd.engine import cpu_thread_share
 from mmdet_eakd.engine.threads import (LAUNCHER_DEFAULT_THREADS,
@@ -90,7 +90,7 @@ def test_two_nodes_on_one_machine_share_its_cores(tmp_path, synthetic_root):
     for name in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS'):
         base_env.pop(name, None)
     base_env.update(PYTHONPATH=f'{ROOT}:{tmp_path}', PYTHON=sys.executable,
-                    NNODES='2', MASTER_ADDR='127.0.0.1', PORT='29531')
+                    NNODES='2', MASTER_ADDR='127.0.0.1', PORT=free_port())
     user_threads = len(usable_cores()) // 2 + 1  # not the share
     nodes = []
     for node_rank, extra in ((0, {}),

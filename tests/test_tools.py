@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 from conftest import (NUMPY_MULTIARRAY, ROOT, TINY, data_overrides,
-                      pickled_globals, python_tool, read_scalars,
+                      free_port, pickled_globals, python_tool, read_scalars,
                       read_test_metrics, run_tool, with_numpy_module)
 from mmengine.config import Config
 
@@ -145,7 +145,7 @@ def test_dist_train_two_cpu_processes(tmp_path, synthetic_root):
     result = run_tool([
         'bash', str(ROOT / 'tools' / 'dist_train.sh'), str(cfg), '2',
         '--work-dir', str(work_dir)
-    ], cwd=ROOT, env={'PORT': '29517'})
+    ], cwd=ROOT, env={'PORT': free_port()})
     log = result.stdout + result.stderr
     assert 'gloo' in log
     # 24 images, 2 ranks x 2 images per step: each rank runs 6 iterations
@@ -251,7 +251,7 @@ def test_mmdet_train_with_custom_imports_has_no_cpu_ddp(tmp_path,
                    'allow_failed_imports=False)\n')
     result = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=1',
-         '--master_port=29541', str(mmdet_train), str(cfg), '--launcher',
+         f'--master_port={free_port()}', str(mmdet_train), str(cfg), '--launcher',
          'pytorch', '--work-dir', str(tmp_path / 'work')],
         cwd=ROOT, capture_output=True, text=True, timeout=900,
         env={**os.environ, 'PYTHONPATH': str(ROOT)})
