@@ -19,7 +19,8 @@ from torch import Tensor, nn
 
 from mmdet.models.detectors import TwoStageDetector
 from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
-from .base import GroupCapture, UnsupportedPairError, call_arguments, hooks
+from .base import (DistillAdapter, GroupCapture, UnsupportedPairError,
+                   call_arguments, hooks)
 
 
 class RoISamples(NamedTuple):
@@ -235,3 +236,14 @@ def capture_box_stages(roi_head: nn.Module, names: List[str],
         if record.rois is None:  # the cascade ended before this stage
             break
         groups.append(record.to_group(names[stage], stage, weights[stage]))
+
+
+class SoftmaxRoIAdapter(DistillAdapter):
+    """What the RoI-head adapters share: a two-stage student whose box heads
+    classify with softmax over ``num_classes + 1`` classes."""
+
+    def check_student(self, student: nn.Module) -> None:
+        check_softmax_heads(check_two_stage(student, 'student'), 'student')
+
+    def num_classes(self, detector: nn.Module) -> int:
+        return check_softmax_heads(detector.roi_head, 'detector')

@@ -4,14 +4,14 @@ from typing import ContextManager, List, Tuple
 from torch import Tensor, nn
 
 from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
-from .base import (DistillAdapter, GroupCapture, UnsupportedPairError,
-                   register_adapter)
-from .roi_common import (RoISamples, capture_box_stages, check_same_classes,
-                         check_softmax_heads, check_two_stage, roi_logits)
+from .base import GroupCapture, UnsupportedPairError, register_adapter
+from .roi_common import (RoISamples, SoftmaxRoIAdapter, capture_box_stages,
+                         check_same_classes, check_softmax_heads,
+                         check_two_stage, roi_logits)
 
 
 @register_adapter
-class StandardRoIAdapter(DistillAdapter):
+class StandardRoIAdapter(SoftmaxRoIAdapter):
     """One group: the RoIs the box head sampled, named ``''`` (logged as
     ``loss_kd``), weight 1. The teacher is a ``StandardRoIHead`` detector; a
     mask branch is not distilled."""
@@ -20,12 +20,6 @@ class StandardRoIAdapter(DistillAdapter):
 
     def matches(self, detector: nn.Module) -> bool:
         return isinstance(getattr(detector, 'roi_head', None), StandardRoIHead)
-
-    def check_student(self, student: nn.Module) -> None:
-        check_softmax_heads(check_two_stage(student, 'student'), 'student')
-
-    def num_classes(self, detector: nn.Module) -> int:
-        return check_softmax_heads(detector.roi_head, 'detector')
 
     def check_pair(self, student: nn.Module, teacher: nn.Module) -> None:
         roi_head = check_two_stage(teacher, 'teacher')
