@@ -72,8 +72,8 @@ from PIL import Image, ImageDraw, ImageFilter
 #: classes of a real detection set do (COCO's car / truck, cat / dog): a shape
 #: and its hollow version (the same outline with a hole of 40-60 % of its
 #: size). On small objects the two are hard to tell apart (a filled shape can
-#: have a darker or lighter outline), so a teacher's non-target probabilities
-#: concentrate on the sibling class.
+#: have a darker or lighter outline), so that a teacher's non-target
+#: probabilities fall on the sibling class.
 FAMILIES: Dict[str, Tuple[str, ...]] = {
     'round': ('circle', 'ring'),
     'box': ('square', 'frame'),
