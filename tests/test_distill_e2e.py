@@ -10,25 +10,20 @@ from mmdet_eakd.engine import mmdet_tool_candidates
 EAKD = SYNTHETIC_CONFIGS / 'eakd_frcnn_teacher_tiny_synthetic.py'
 
 
-@pytest.fixture(scope='module')
-def distilled(tmp_path_factory, synthetic_root, trained_tiny):
-    """EA-KD from the suite's trained tiny detector: 1 epoch on 2 CPU
-    processes (DDP, gloo), then resumed to 2 epochs in one process."""
-    _, teacher_dir = trained_tiny
-    tmp = tmp_path_factory.mktemp('distill')
-    cfg = tmp / 'eakd.py'
+def distill_then_resume(tmp, base, teacher_dir, synthetic_root, extra=''):
+    """Train ``base`` (a distillation config) 1 epoch on 2 CPU processes (DDP,
+    gloo) from the suite's trained tiny teacher, then resume it to 2 epochs in
+    one process. Returns the config, the work dir and the resumed run's log."""
+    cfg = tmp / 'distill.py'
     cfg.write_text(
-        f"_base_ = '{EAKD}'\n"
+        f"_base_ = '{base}'\n"
         f'{data_overrides(synthetic_root, batch_size=2)}'
         f"model = dict(teacher=dict(config='{TINY}', "
         f"checkpoint='{teacher_dir / 'epoch_2.pth'}'))\n"
         'train_cfg = dict(max_epochs=1, val_interval=1)\n'
         'default_hooks = dict(logger=dict(interval=1), '
         'checkpoint=dict(interval=1))\n'
-        'randomness = dict(seed=0)\n'
-        # the README's snippet: EA statistics also go to TensorBoard
-        "visualizer = dict(type='DetLocalVisualizer', vis_backends=["
-        "dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])\n")
+        'randomness = dict(seed=0)\n' + extra)
     work_dir = tmp / 'work'
     run_tool([
         'bash', str(ROOT / 'tools' / 'dist_train.sh'), str(cfg), '2',
@@ -40,6 +35,18 @@ def distilled(tmp_path_factory, synthetic_root, trained_tiny):
             'train_cfg.max_epochs=2', 'train_cfg.val_interval=2'
         ], cwd=ROOT)
     return cfg, work_dir, resumed.stdout + resumed.stderr
+
+
+@pytest.fixture(scope='module')
+def distilled(tmp_path_factory, synthetic_root, trained_tiny):
+    """EA-KD from the suite's trained tiny detector, DDP then resumed."""
+    return distill_then_resume(
+        tmp_path_factory.mktemp('distill'), EAKD, trained_tiny[1],
+        synthetic_root,
+        # the README's snippet: EA statistics also go to TensorBoard
+        extra="visualizer = dict(type='DetLocalVisualizer', vis_backends=["
+        "dict(type='LocalVisBackend'), "
+        "dict(type='TensorboardVisBackend')])\n")
 
 
 def test_distillation_trains_under_ddp_and_resumes(distilled):
@@ -141,31 +148,11 @@ CASCADE_PLAIN = SYNTHETIC_CONFIGS / 'cascade_tiny_synthetic.py'
 @pytest.fixture(scope='module')
 def distilled_cascade(tmp_path_factory, synthetic_root, trained_tiny):
     """EA-KD from the suite's trained tiny Faster R-CNN into the tiny Cascade
-    R-CNN (the teacher classifies every stage's RoIs): 1 epoch on 2 CPU
-    processes (DDP, gloo), then resumed to 2 epochs in one process."""
-    _, teacher_dir = trained_tiny
-    tmp = tmp_path_factory.mktemp('distill_cascade')
-    cfg = tmp / 'cascade_eakd.py'
-    cfg.write_text(
-        f"_base_ = '{CASCADE_EAKD}'\n"
-        f'{data_overrides(synthetic_root, batch_size=2)}'
-        f"model = dict(teacher=dict(config='{TINY}', "
-        f"checkpoint='{teacher_dir / 'epoch_2.pth'}'))\n"
-        'train_cfg = dict(max_epochs=1, val_interval=1)\n'
-        'default_hooks = dict(logger=dict(interval=1), '
-        'checkpoint=dict(interval=1))\n'
-        'randomness = dict(seed=0)\n')
-    work_dir = tmp / 'work'
-    run_tool([
-        'bash', str(ROOT / 'tools' / 'dist_train.sh'), str(cfg), '2',
-        '--work-dir', str(work_dir)
-    ], cwd=ROOT, env={'PORT': free_port()})
-    resumed = run_tool(
-        python_tool('train.py') + [
-            str(cfg), '--work-dir', str(work_dir), '--resume', '--cfg-options',
-            'train_cfg.max_epochs=2', 'train_cfg.val_interval=2'
-        ], cwd=ROOT)
-    return work_dir, resumed.stdout + resumed.stderr
+    R-CNN (the teacher classifies every stage's RoIs), DDP then resumed."""
+    _, work_dir, log = distill_then_resume(
+        tmp_path_factory.mktemp('distill_cascade'), CASCADE_EAKD,
+        trained_tiny[1], synthetic_root)
+    return work_dir, log
 
 
 def test_cascade_trains_under_ddp_and_resumes(distilled_cascade):
