@@ -34,7 +34,8 @@ def prepare_teacher(regime: Regime, data_root: Path, work_dir: Path,
     resolved = Config.fromfile(str(regime.teacher_config)).pretty_text
     key = run_key(config_text + resolved, data_root / 'synthetic_manifest.json')
     run = Run(name='teacher', seed=None, work_dir=teacher_dir / 'run',
-              config_text=config_text, key=key, threads=threads)
+              config_text=config_text, epochs=regime.teacher_epochs, key=key,
+              threads=threads)
     checkpoint = teacher_dir / 'teacher.pth'
     stored = run.done()
     if stored is not None and checkpoint.is_file():
@@ -137,8 +138,8 @@ def run_study(regime: Regime,
             runs.append(Run(name=f'{method.name}/seed{seed}', seed=seed,
                             work_dir=work_dir / 'runs' / method.name /
                             f'seed{seed}',
-                            config_text=text, key=run_key(text, *files),
-                            threads=threads))
+                            config_text=text, epochs=regime.student_epochs,
+                            key=run_key(text, *files), threads=threads))
     results = run_all(runs, jobs=jobs, log=log)
 
     teacher_metrics = (final_metrics(work_dir / 'teacher' / 'run')

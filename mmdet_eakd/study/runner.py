@@ -117,6 +117,7 @@ class Run:
     seed: Optional[int]
     work_dir: Path
     config_text: str
+    epochs: int
     key: str
     threads: int
     progress: float = 0.0
@@ -158,7 +159,6 @@ def train(run: Run) -> dict:
                MKL_NUM_THREADS=str(run.threads))
     cmd = [sys.executable, str(ROOT / 'tools' / 'train.py'), str(config),
            '--work-dir', str(run.work_dir)]
-    max_epochs = int(re.search(r'max_epochs=(\d+)', run.config_text).group(1))
     start = time.time()
     with open(run.work_dir / 'train.log', 'w') as log_file, subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
@@ -169,7 +169,7 @@ def train(run: Run) -> dict:
             match = _PROGRESS.search(line)
             if match:
                 epoch, it, total = map(int, match.groups())
-                run.progress = min(1.0, (epoch - 1 + it / total) / max_epochs)
+                run.progress = min(1.0, (epoch - 1 + it / total) / run.epochs)
     if proc.returncode != 0:
         raise TrainingFailed(
             f'training {run.name} exited with code {proc.returncode}; log: '
