@@ -24,7 +24,8 @@ from .adapters import LogitGroup, adapter_for
 from .teacher import (build_teacher, input_format, load_teacher_config,
                       renormalize_for_teacher, same_input_format)
 
-#: Model arguments that only the distiller knows; dropped for the plain student.
+#: Model arguments that only the distiller core knows; dropped for the plain
+#: student (a family's distiller may add its own: ``distill_args``).
 DISTILL_ARGS = ('teacher', 'distill_loss', 'teacher_autocast',
                 'teacher_channels_last')
 #: Name of the KD loss in the loss dict (per group: ``f'{group}.loss_kd'``).
@@ -69,6 +70,10 @@ class DistillerMixin:
         **kwargs: The student detector's arguments; its
             ``data_preprocessor`` config decides the input format.
     """
+
+    #: The model arguments of the distiller (not the student's); a family's
+    #: distiller extends them with its own.
+    distill_args: Tuple[str, ...] = DISTILL_ARGS
 
     def __init__(self,
                  teacher: dict,
@@ -327,7 +332,7 @@ def student_model_config(model_cfg: dict) -> dict:
     if is_distill_config(model_cfg):
         kind = model_cfg['type']
         cls = MODELS.get(kind) if isinstance(kind, str) else kind
-        for key in DISTILL_ARGS:
+        for key in cls.distill_args:
             model_cfg.pop(key, None)
         model_cfg['type'] = cls.student_type(model_cfg)
     elif isinstance(model_cfg.get('module'), (dict, ConfigDict)):

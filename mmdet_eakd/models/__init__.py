@@ -1,6 +1,8 @@
 from ..distill import DISTILL_ARGS, student_model_config
+from .dense_distiller import LOCATIONS, DenseDistillSingleStageDetector
 from .roi_distiller import RoIDistillTwoStageDetector
 
 __all__ = [
-    'DISTILL_ARGS', 'RoIDistillTwoStageDetector', 'student_model_config'
+    'DISTILL_ARGS', 'LOCATIONS', 'DenseDistillSingleStageDetector',
+    'RoIDistillTwoStageDetector', 'student_model_config'
 ]

@@ -3,11 +3,13 @@ from .base import (DistillAdapter, GroupCapture, LogitGroup,
                    UnsupportedPairError, adapter_for, call_arguments,
                    register_adapter)
 from .cascade_roi import CascadeRoIAdapter
+from .dense import DenseAlignmentError, DenseHeadAdapter, DenseSamples
 from .roi_common import RoISamples
 from .standard_roi import StandardRoIAdapter
 
 __all__ = [
     'DistillAdapter', 'GroupCapture', 'LogitGroup', 'UnsupportedPairError',
     'adapter_for', 'call_arguments', 'register_adapter', 'CascadeRoIAdapter',
+    'DenseAlignmentError', 'DenseHeadAdapter', 'DenseSamples',
     'RoISamples', 'StandardRoIAdapter'
 ]
