@@ -10,16 +10,19 @@ from mmdet_eakd.engine import mmdet_tool_candidates
 EAKD = SYNTHETIC_CONFIGS / 'eakd_frcnn_teacher_tiny_synthetic.py'
 
 
-def distill_then_resume(tmp, base, teacher_dir, synthetic_root, extra=''):
+def distill_then_resume(tmp, base, teacher_dir, synthetic_root, extra='',
+                        teacher_config=TINY, teacher_checkpoint=None):
     """Train ``base`` (a distillation config) 1 epoch on 2 CPU processes (DDP,
-    gloo) from the suite's trained tiny teacher, then resume it to 2 epochs in
-    one process. Returns the config, the work dir and the resumed run's log."""
+    gloo) from the suite's trained tiny teacher (or ``teacher_config`` /
+    ``teacher_checkpoint``), then resume it to 2 epochs in one process.
+    Returns the config, the work dir and the resumed run's log."""
     cfg = tmp / 'distill.py'
+    checkpoint = teacher_checkpoint or teacher_dir / 'epoch_2.pth'
     cfg.write_text(
         f"_base_ = '{base}'\n"
         f'{data_overrides(synthetic_root, batch_size=2)}'
-        f"model = dict(teacher=dict(config='{TINY}', "
-        f"checkpoint='{teacher_dir / 'epoch_2.pth'}'))\n"
+        f"model = dict(teacher=dict(config='{teacher_config}', "
+        f"checkpoint='{checkpoint}'))\n"
         'train_cfg = dict(max_epochs=1, val_interval=1)\n'
         'default_hooks = dict(logger=dict(interval=1), '
         'checkpoint=dict(interval=1))\n'
@@ -192,6 +195,73 @@ def test_cascade_checkpoint_runs_with_mmdet_tools(distilled_cascade,
         model=str(CASCADE_PLAIN), weights=ckpt, device='cpu',
         show_progress=False)
     assert type(inferencer.model).__name__ == 'CascadeRCNN'
+    image = sorted((synthetic_root / 'val').glob('*.png'))[0]
+    prediction = inferencer(str(image), no_save_vis=True,
+                            return_vis=False)['predictions'][0]
+    assert len(prediction['bboxes']) == len(prediction['scores'])
+
+
+GFL_EAKD = SYNTHETIC_CONFIGS / 'eakd_gfl_teacher_tiny_synthetic.py'
+GFL_PLAIN = SYNTHETIC_CONFIGS / 'gfl_tiny_synthetic.py'
+GFL_TEACHER = SYNTHETIC_CONFIGS / 'gfl_teacher_synthetic.py'
+
+
+@pytest.fixture(scope='module')
+def distilled_gfl(tmp_path_factory, synthetic_root):
+    """EA-KD per location into the tiny GFL from a (random) GFL teacher,
+    DDP then resumed."""
+    from mmengine.config import Config
+
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    register_all_modules()
+    tmp = tmp_path_factory.mktemp('distill_gfl')
+    torch.manual_seed(0)
+    teacher = MODELS.build(Config.fromfile(str(GFL_TEACHER)).model)
+    teacher.init_weights()
+    torch.save({'state_dict': teacher.state_dict()}, tmp / 'teacher.pth')
+    _, work_dir, log = distill_then_resume(
+        tmp, GFL_EAKD, None, synthetic_root, teacher_config=GFL_TEACHER,
+        teacher_checkpoint=tmp / 'teacher.pth')
+    return work_dir, log
+
+
+def test_dense_distillation_trains_under_ddp_and_resumes(distilled_gfl):
+    work_dir, resume_log = distilled_gfl
+    assert 'resumed epoch: 1' in resume_log
+    records = [r for r in read_scalars(work_dir) if 'loss_kd' in r]
+    assert {r['epoch'] for r in records} == {1, 2}
+    assert max(r['iter'] for r in records if r['epoch'] == 1) == 6
+    log_2 = torch.log(torch.tensor(2.)).item()  # sigmoid EA: H_ub = log 2
+    for record in records:
+        assert 0 <= record['ea_weight'] <= log_2
+        assert 0 <= record['entropy_t'] <= log_2
+        assert record['kd_fg_share'] + record['kd_bg_share'] == pytest.approx(
+            1, abs=1e-3)
+        assert record['loss_kd'] > 0 and record['loss_dfl'] > 0
+    ckpt = torch.load(work_dir / 'epoch_2.pth', map_location='cpu')
+    assert not any('teacher' in key for key in ckpt['state_dict'])
+
+
+def test_dense_checkpoint_runs_with_mmdet_tools(distilled_gfl, synthetic_root,
+                                                tmp_path):
+    """The distilled checkpoint is a plain GFL checkpoint: mmdet's own
+    tools/test.py and DetInferencer load it into the plain config."""
+    from mmdet.apis import DetInferencer
+    work_dir, _ = distilled_gfl
+    ckpt = str(work_dir / 'epoch_2.pth')
+    plain_cfg = tmp_path / 'plain_gfl_test.py'
+    plain_cfg.write_text(
+        f"_base_ = '{GFL_PLAIN}'\n{data_overrides(synthetic_root)}")
+    mmdet_test = next(p for p in mmdet_tool_candidates('test') if p.is_file())
+    run_tool([python_tool('test.py')[0], str(mmdet_test), str(plain_cfg), ckpt,
+              '--work-dir', str(tmp_path / 'mmdet')], cwd=ROOT)
+    assert 'coco/bbox_mAP' in _coco(tmp_path / 'mmdet')
+
+    inferencer = DetInferencer(
+        model=str(GFL_PLAIN), weights=ckpt, device='cpu',
+        show_progress=False)
+    assert type(inferencer.model).__name__ == 'GFL'
     image = sorted((synthetic_root / 'val').glob('*.png'))[0]
     prediction = inferencer(str(image), no_save_vis=True,
                             return_vis=False)['predictions'][0]

@@ -112,9 +112,15 @@ def test_demo_short_mode_reuses_the_study_runs(short_study):
 def test_study_rejects_bad_methods_and_seeds(tmp_path):
     from mmdet_eakd.study import REGIMES, run_study
     from mmdet_eakd.study.methods import resolve_methods
+    frcnn, gfl = REGIMES['frcnn-short'], REGIMES['gfl-short']
     with pytest.raises(ValueError, match="unknown method"):
-        resolve_methods(['KD', 'FitNet'])
+        resolve_methods(['KD', 'FitNet'], frcnn)
     with pytest.raises(ValueError, match='listed twice'):
-        resolve_methods(['KD', 'KD'])
+        resolve_methods(['KD', 'KD'], frcnn)
+    # DKD has no sigmoid loss: a dense (sigmoid) regime refuses it by name
+    with pytest.raises(ValueError, match=r"\['DKD'\] have no sigmoid loss"):
+        resolve_methods(['KD', 'DKD'], gfl)
+    assert [m.name for m in resolve_methods(gfl.methods, gfl)] == list(
+        gfl.methods)
     with pytest.raises(ValueError, match='distinct non-negative'):
         run_study(REGIMES['frcnn-short'], ['KD'], [0, 0], tmp_path)

@@ -22,10 +22,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--regime', default='frcnn', choices=sorted(REGIMES),
                         help='data, models and schedule (default: %(default)s)')
-    parser.add_argument('--methods', nargs='+', default=list(METHODS),
+    parser.add_argument('--methods', nargs='+', default=None,
                         choices=list(METHODS), metavar='METHOD',
-                        help=f'methods to train (default: all: '
-                        f'{" ".join(METHODS)})')
+                        help='methods to train, of: '
+                        f'{" ".join(METHODS)} (default: the regime\'s, e.g. '
+                        f'frcnn: {" ".join(REGIMES["frcnn"].methods)}; gfl: '
+                        f'{" ".join(REGIMES["gfl"].methods)})')
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2, 3, 4],
                         help='student seeds (default: %(default)s)')
     parser.add_argument('--jobs', type=int, default=2,
@@ -44,7 +46,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     work_dir = Path(args.work_dir or f'work_dirs/study_{args.regime}')
-    run_study(REGIMES[args.regime], args.methods, args.seeds, work_dir,
+    regime = REGIMES[args.regime]
+    run_study(regime, args.methods or regime.methods, args.seeds, work_dir,
               jobs=args.jobs, data_root=args.data_root)
 
 

@@ -20,7 +20,8 @@ from torch import Tensor
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from ..losses import EAStats
-from .adapters import LogitGroup, adapter_for
+from .adapters import (DistillAdapter, LogitGroup, UnsupportedPairError,
+                       adapter_for)
 from .teacher import (build_teacher, input_format, load_teacher_config,
                       renormalize_for_teacher, same_input_format)
 
@@ -45,6 +46,33 @@ class DistillInputs(NamedTuple):
     """
     losses: Dict[str, Tensor]
     groups: List[LogitGroup]
+
+
+#: The shipped distillation losses per classifier family (for messages).
+LOSSES_FOR = {
+    'softmax': 'EAKDLoss or EADKDLoss',
+    'sigmoid': 'SigmoidEAKDLoss',
+}
+
+
+def check_loss_classifier(loss: torch.nn.Module,
+                          adapter: DistillAdapter) -> None:
+    """Refuse a distillation loss made for the other kind of classifier.
+
+    A loss module declares ``classifier`` (``'softmax'`` or ``'sigmoid'``);
+    a custom loss that declares nothing is trusted.
+
+    Raises:
+        UnsupportedPairError: E.g. the softmax ``EAKDLoss`` on a dense
+            (sigmoid) head: a softmax over sigmoid logits gives every
+            background location maximal entropy.
+    """
+    kind = getattr(loss, 'classifier', None)
+    if kind is not None and kind != adapter.classifier:
+        raise UnsupportedPairError(
+            f'distill_loss {type(loss).__name__} is made for {kind} '
+            f'classifiers, but the student\'s {adapter.family} classify with '
+            f'{adapter.classifier}. Use {LOSSES_FOR[adapter.classifier]}.')
 
 
 class DistillerMixin:
@@ -84,6 +112,9 @@ class DistillerMixin:
         super().__init__(**kwargs)
         adapter = adapter_for(self)
         adapter.check_student(self)
+        # Before the teacher is built (and perhaps downloaded).
+        self.distill_loss = MODELS.build(distill_loss)
+        check_loss_classifier(self.distill_loss, adapter)
         if not isinstance(teacher, dict) or 'config' not in teacher:
             raise ValueError(
                 'model.teacher must be dict(config=..., checkpoint=...), got '
@@ -109,7 +140,6 @@ class DistillerMixin:
         # Plain attribute, not a submodule: no state_dict, optimizer, DDP sync.
         object.__setattr__(self, 'teacher', teacher_model)
         self.adapter = adapter
-        self.distill_loss = MODELS.build(distill_loss)
         self.teacher_autocast = teacher_autocast
         self.teacher_channels_last = teacher_channels_last
         self.student_format = student_format

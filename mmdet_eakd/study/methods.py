@@ -1,9 +1,11 @@
 """The methods a study compares and the regimes (data, models, schedule) it runs.
 
 Every distillation method of a regime trains the regime's KD config and changes
-only the distillation loss's ``type`` (KD or DKD) and ``weight_mode`` (the
-paper's protocol: KD and EA-KD share every other setting, and nothing is tuned
-for the EA variants alone).
+only the distillation loss's ``type`` (KD or DKD, in the regime's classifier
+family: softmax for RoI heads, sigmoid for dense heads), its ``weight_mode``
+and, for the entropy-temperature arms, ``entropy_temperature`` (the paper's
+protocol: KD and EA-KD share every other setting, and nothing is tuned for
+the EA variants alone).
 """
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,15 +22,19 @@ class Method:
 
     Attributes:
         name (str): Display name, also the run folder name.
-        loss_type (str, optional): Registered distillation loss, ``None`` for
-            the student trained alone.
+        loss_type (str, optional): Registered (softmax) distillation loss,
+            ``None`` for the student trained alone; a sigmoid regime uses its
+            sigmoid counterpart (:data:`LOSS_TYPES`).
         weight_mode (str): ``weight_mode`` of the loss (``'none'`` = plain).
         description (str): One line for the report.
+        entropy_temperature (float, optional): ``T'`` of the loss; None keeps
+            the KD config's (the family's default).
     """
     name: str
     loss_type: Optional[str]
     weight_mode: str
     description: str
+    entropy_temperature: Optional[float] = None
 
     @property
     def distills(self) -> bool:
@@ -37,8 +43,10 @@ class Method:
 
 METHODS: Dict[str, Method] = {m.name: m for m in (
     Method('student', None, 'none', 'student trained alone (baseline)'),
-    Method('KD', 'EAKDLoss', 'none', 'plain KD on the RoI logits'),
+    Method('KD', 'EAKDLoss', 'none', 'plain KD'),
     Method('EA-KD', 'EAKDLoss', 'ea', 'EA-KD, w = H_T (1 + H_S / H_ub) / 2'),
+    Method('EA-KD-T1', 'EAKDLoss', 'ea', "EA-KD with T' = 1", 1.0),
+    Method('EA-KD-T3', 'EAKDLoss', 'ea', "EA-KD with T' = 3", 3.0),
     Method('EA-KD-base', 'EAKDLoss', 'base', 'EA ablation: w = H_T'),
     Method('EA-KD-interact', 'EAKDLoss', 'interact',
            'EA ablation: w = H_T H_S / H_ub'),
@@ -51,12 +59,21 @@ METHODS: Dict[str, Method] = {m.name: m for m in (
 COMPARISONS: Tuple[Tuple[str, str], ...] = (
     ('KD', 'student'),
     ('EA-KD', 'KD'),
+    ('EA-KD-T1', 'KD'),
+    ('EA-KD-T3', 'KD'),
     ('EA-KD-base', 'KD'),
     ('EA-KD-interact', 'KD'),
     ('DKD', 'KD'),
     ('EA-DKD', 'KD'),
     ('EA-DKD', 'DKD'),
 )
+
+
+#: Per classifier family, the registered loss of each (softmax) loss type.
+LOSS_TYPES: Dict[str, Dict[str, str]] = {
+    'softmax': {'EAKDLoss': 'EAKDLoss', 'EADKDLoss': 'EADKDLoss'},
+    'sigmoid': {'EAKDLoss': 'SigmoidEAKDLoss'},
+}
 
 
 @dataclass(frozen=True)
@@ -75,6 +92,9 @@ class Regime:
         num_val (int): Validation images (COCO AP is measured on them).
         data_root (str): Where the synthetic set is generated, relative to the
             repository root unless absolute.
+        methods (tuple[str]): What ``tools/study.py`` runs by default.
+        classifier (str): ``'softmax'`` (RoI heads) or ``'sigmoid'`` (dense
+            heads): which losses the methods use (:data:`LOSS_TYPES`).
     """
     name: str
     teacher_config: Path
@@ -85,6 +105,17 @@ class Regime:
     num_train: int
     num_val: int
     data_root: str
+    methods: Tuple[str, ...]
+    classifier: str = 'softmax'
+
+    def supports(self, method: Method) -> bool:
+        """Whether ``method`` has a loss for this regime's classifiers."""
+        return (not method.distills
+                or method.loss_type in LOSS_TYPES[self.classifier])
+
+    def loss_type(self, method: Method) -> str:
+        """The registered loss ``method`` trains with in this regime."""
+        return LOSS_TYPES[self.classifier][method.loss_type]
 
 
 def _frcnn(name: str, **kwargs) -> Regime:
@@ -93,6 +124,19 @@ def _frcnn(name: str, **kwargs) -> Regime:
         teacher_config=SYNTHETIC_CONFIGS / 'frcnn_teacher_synthetic.py',
         student_config=SYNTHETIC_CONFIGS / 'frcnn_tiny_synthetic.py',
         kd_config=SYNTHETIC_CONFIGS / 'kd_frcnn_teacher_tiny_synthetic.py',
+        methods=('student', 'KD', 'EA-KD', 'EA-KD-base', 'EA-KD-interact',
+                 'DKD', 'EA-DKD'),
+        **kwargs)
+
+
+def _gfl(name: str, **kwargs) -> Regime:
+    return Regime(
+        name=name,
+        teacher_config=SYNTHETIC_CONFIGS / 'gfl_teacher_synthetic.py',
+        student_config=SYNTHETIC_CONFIGS / 'gfl_tiny_synthetic.py',
+        kd_config=SYNTHETIC_CONFIGS / 'kd_gfl_teacher_tiny_synthetic.py',
+        methods=('student', 'KD', 'EA-KD', 'EA-KD-T3'),
+        classifier='sigmoid',
         **kwargs)
 
 
@@ -104,14 +148,23 @@ REGIMES: Dict[str, Regime] = {
     'frcnn-short': _frcnn('frcnn-short', teacher_epochs=1, student_epochs=1,
                           num_train=16, num_val=8,
                           data_root='data/synthetic_short'),
+    # Dense heads (sigmoid EA): see README, "Dense detectors".
+    'gfl': _gfl('gfl', teacher_epochs=12, student_epochs=4, num_train=400,
+                num_val=300, data_root='data/synthetic'),
+    'gfl-short': _gfl('gfl-short', teacher_epochs=1, student_epochs=1,
+                      num_train=16, num_val=8,
+                      data_root='data/synthetic_short'),
 }
 
 
-def resolve_methods(names: Sequence[str]) -> Tuple[Method, ...]:
+def resolve_methods(names: Sequence[str],
+                    regime: Regime) -> Tuple[Method, ...]:
     """The methods named, in the given order, with a clear error otherwise.
 
     Args:
         names (Sequence[str]): Method names (keys of :data:`METHODS`).
+        regime (Regime): The regime they run in (each must have a loss for
+            its classifiers).
 
     Returns:
         tuple[Method]: The methods.
@@ -124,4 +177,10 @@ def resolve_methods(names: Sequence[str]) -> Tuple[Method, ...]:
         raise ValueError(f'methods are listed twice: {list(names)}.')
     if not names:
         raise ValueError('a study needs at least one method.')
+    unsupported = [n for n in names if not regime.supports(METHODS[n])]
+    if unsupported:
+        raise ValueError(
+            f'method(s) {unsupported} have no {regime.classifier} loss, so '
+            f'regime {regime.name!r} cannot run them; it runs '
+            f'{[n for n, m in METHODS.items() if regime.supports(m)]}.')
     return tuple(METHODS[n] for n in names)

@@ -105,7 +105,7 @@ def run_study(regime: Regime,
     Returns:
         StudyReport: What was written to ``study.{md,json,png}``.
     """
-    chosen = resolve_methods(methods)
+    chosen = resolve_methods(methods, regime)
     if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
         raise ValueError(f'seeds must be distinct non-negative integers, got '
                          f'{list(seeds)}.')

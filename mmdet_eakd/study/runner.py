@@ -91,9 +91,12 @@ def method_config_text(method: Method, regime: Regime, data_root: Path,
     if not method.distills:
         return run_config_text(regime.student_config, data_root,
                                regime.student_epochs, seed, extra)
+    loss = (f"type='{regime.loss_type(method)}', "
+            f"weight_mode='{method.weight_mode}'")
+    if method.entropy_temperature is not None:
+        loss += f', entropy_temperature={method.entropy_temperature!r}'
     extra += (f"model = dict(teacher=dict(checkpoint='{teacher}'), "
-              f"distill_loss=dict(type='{method.loss_type}', "
-              f"weight_mode='{method.weight_mode}'))\n")
+              f'distill_loss=dict({loss}))\n')
     return run_config_text(regime.kd_config, data_root, regime.student_epochs,
                            seed, extra)
 

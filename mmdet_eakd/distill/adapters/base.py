@@ -91,6 +91,10 @@ class DistillAdapter:
 
     #: The family's name, for messages.
     family: str = ''
+    #: How the family's heads classify: ``'softmax'`` (``num_classes + 1``
+    #: logits, background last) or ``'sigmoid'`` (``num_classes`` independent
+    #: logits); the distillation loss must declare the same ``classifier``.
+    classifier: str = ''
 
     def matches(self, detector: nn.Module) -> bool:
         """Whether ``detector`` (a student) belongs to this family."""

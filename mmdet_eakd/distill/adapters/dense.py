@@ -279,6 +279,7 @@ class DenseHeadAdapter(DistillAdapter):
     the same levels, strides, anchors, classes and feature-map sizes."""
 
     family = 'dense one-stage heads (RetinaNet, ATSS, GFL, FCOS)'
+    classifier = 'sigmoid'
 
     #: Side of the blank input of :func:`check_feature_maps`, in multiples
     #: of the largest stride.

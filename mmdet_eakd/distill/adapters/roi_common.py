@@ -242,6 +242,8 @@ class SoftmaxRoIAdapter(DistillAdapter):
     """What the RoI-head adapters share: a two-stage student whose box heads
     classify with softmax over ``num_classes + 1`` classes."""
 
+    classifier = 'softmax'
+
     def check_student(self, student: nn.Module) -> None:
         check_softmax_heads(check_two_stage(student, 'student'), 'student')
 

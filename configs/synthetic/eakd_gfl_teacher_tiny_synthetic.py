@@ -1,0 +1,4 @@
+# EA-KD per location from the synthetic GFL teacher to the tiny student.
+_base_ = './kd_gfl_teacher_tiny_synthetic.py'
+
+model = dict(distill_loss=dict(weight_mode='ea'))

@@ -1,0 +1,114 @@
+"""How the entropy temperature ``T'`` ranks foreground against background.
+
+EA-KD's weight is meant to favour informative samples. For a dense (sigmoid)
+head most locations are background; a ``T'`` that flattens the scores enough
+gives confident background locations more weight than positives. These pure
+functions (torch only) measure that for a set of distilled samples and a list
+of temperatures; ``tools/sweep_entropy_temperature.py`` feeds them the logit
+pairs of real training steps.
+"""
+from typing import Dict, List, Sequence
+
+import torch
+from torch import Tensor
+
+from ..losses.functional import (ea_statistics, kd_loss_per_sample,
+                                 sigmoid_ea_statistics,
+                                 sigmoid_kd_loss_per_sample)
+
+CLASSIFIERS = ('softmax', 'sigmoid')
+
+
+def positive_mask(labels: Tensor, num_logits: int, classifier: str) -> Tensor:
+    """Samples assigned to an object.
+
+    Args:
+        labels (Tensor): Shape (N,), long; background is the last softmax
+            column (``C - 1``) or, for sigmoid heads, ``C`` (= num_classes).
+        num_logits (int): C, the logits per sample.
+        classifier (str): ``'softmax'`` or ``'sigmoid'``.
+
+    Returns:
+        Tensor: Shape (N,), bool.
+    """
+    background = num_logits - 1 if classifier == 'softmax' else num_logits
+    return (labels >= 0) & (labels < background)
+
+
+def outrank_probability(weights: Tensor, positive: Tensor) -> float:
+    """P(a random background sample weighs more than a random positive).
+
+    The Mann-Whitney statistic of the two groups (ties count 1/2), i.e.
+    ``1 - AUROC`` of the weight as a foreground score: 0.5 means the weight
+    does not tell them apart, above 0.5 background outweighs positives.
+
+    Args:
+        weights (Tensor): Shape (N,).
+        positive (Tensor): Shape (N,), bool; both groups non-empty.
+
+    Returns:
+        float: In [0, 1].
+    """
+    num_pos, num_neg = int(positive.sum()), int((~positive).sum())
+    if num_pos == 0 or num_neg == 0:
+        raise ValueError('outrank_probability needs positive and background '
+                         f'samples, got {num_pos} and {num_neg}.')
+    values = weights.double()
+    order = values.argsort()
+    ranks = torch.empty_like(values)
+    ranks[order] = torch.arange(1, len(values) + 1, dtype=values.dtype)
+    # average ranks over ties
+    unique, inverse = torch.unique(values, return_inverse=True)
+    rank_sum = torch.zeros_like(unique).index_add_(0, inverse, ranks)
+    count = torch.zeros_like(unique).index_add_(0, inverse,
+                                                torch.ones_like(ranks))
+    ranks = (rank_sum / count)[inverse]
+    u_background = ranks[~positive].sum() - num_neg * (num_neg + 1) / 2
+    return float(u_background / (num_pos * num_neg))
+
+
+def temperature_sweep(student: Tensor, teacher: Tensor, labels: Tensor,
+                      temperatures: Sequence[float], classifier: str,
+                      weight_mode: str = 'ea',
+                      temperature: float = 1.0) -> List[Dict[str, float]]:
+    """The EA weights of the samples at each ``T'``, by foreground/background.
+
+    Args:
+        student (Tensor): Student logits, shape (N, C).
+        teacher (Tensor): Teacher logits, shape (N, C).
+        labels (Tensor): Shape (N,), see :func:`positive_mask`.
+        temperatures (Sequence[float]): The ``T'`` values.
+        classifier (str): ``'softmax'`` or ``'sigmoid'`` (which formulas).
+        weight_mode (str): EA weight mode. Defaults to ``'ea'``.
+        temperature (float): KD temperature ``T``. Defaults to 1.0.
+
+    Returns:
+        list[dict]: Per ``T'``: ``entropy_temperature``; ``weight_fg`` /
+        ``weight_bg`` (mean weight of positives / background);
+        ``bg_outranks_fg`` (:func:`outrank_probability`); ``ea_fg_share``
+        (share of the weighted KD loss on positives) and ``kd_fg_share``
+        (the same for plain KD, which has no ``T'``).
+    """
+    if classifier not in CLASSIFIERS:
+        raise ValueError(f'classifier must be one of {CLASSIFIERS}, got '
+                         f'{classifier!r}.')
+    sigmoid = classifier == 'sigmoid'
+    statistics = sigmoid_ea_statistics if sigmoid else ea_statistics
+    kd = (sigmoid_kd_loss_per_sample if sigmoid else kd_loss_per_sample)(
+        student, teacher, temperature)
+    positive = positive_mask(labels, student.size(1), classifier)
+    kd_fg_share = float(kd[positive].sum() / kd.sum())
+    rows = []
+    for entropy_temperature in temperatures:
+        weights = statistics(
+            student, teacher, entropy_temperature=entropy_temperature,
+            weight_mode=weight_mode).ea_weight
+        weighted = weights * kd
+        rows.append(
+            dict(entropy_temperature=float(entropy_temperature),
+                 weight_fg=float(weights[positive].mean()),
+                 weight_bg=float(weights[~positive].mean()),
+                 bg_outranks_fg=outrank_probability(weights, positive),
+                 ea_fg_share=float(weighted[positive].sum() / weighted.sum()),
+                 kd_fg_share=kd_fg_share))
+    return rows
