@@ -487,7 +487,8 @@ SIGMOID_ENTROPY_UPPER_BOUND: float = math.log(2)
 SIGMOID_ENTROPY_TEMPERATURE: float = 1.0
 
 
-def _finite_bernoulli_log_probs(scaled_logits: Tensor) -> Tuple[Tensor, Tensor]:
+def _finite_bernoulli_log_probs(
+        scaled_logits: Tensor) -> Tuple[Tensor, Tensor]:
     """``(log p, log(1 - p))`` of ``p = sigmoid(x)``, ``-inf`` -> dtype's min.
 
     Both come from ``logsigmoid`` (``log(1 - p) = logsigmoid(-x)``), so they
