@@ -20,10 +20,12 @@ Conventions shared by all functions:
   backward pass. (Sigmoid logits may also be ``+inf``; see that section.)
 - Arguments and values are not validated here (the registered loss modules
   check what enters them; only an unknown weight mode, which has no formula,
-  raises): these functions never read a tensor's values on the host. Like torch's own losses, NaN or ``+inf`` logits and rows whose
-  logits are all ``-inf`` give NaN for their sample (other samples are
-  unaffected); a student ``-inf`` where the teacher's probability is > 0
-  makes ``KL(p_T || p_S)`` infinite, so that sample's value is meaningless.
+  raises): these functions never read a tensor's values on the host. Like
+  torch's own losses, NaN logits give NaN for their sample (other samples
+  are unaffected). For softmax logits so do ``+inf`` logits and rows whose
+  logits are all ``-inf``, and a student ``-inf`` where the teacher's
+  probability is > 0 makes ``KL(p_T || p_S)`` infinite, so that sample's
+  value is meaningless.
 """
 import math
 from typing import Callable, Dict, NamedTuple, Optional, Tuple
