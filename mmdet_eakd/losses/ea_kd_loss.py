@@ -5,7 +5,8 @@ Every argument is checked once, where it enters: the hyper-parameters in the
 constructor, the tensors (type, shape, dtype, device) in ``forward`` /
 ``ea_stats``. The values of the logits are not read on the host in training
 (no sync, no exception from a transient fp16 overflow): like mmdet's own
-losses, a NaN or ``+inf`` logit gives a NaN loss for the step, which
+losses, a NaN logit (or a ``+inf`` one, for the softmax losses; a sigmoid
+logit may be infinite) gives a NaN loss for the step, which
 mmengine's ``AmpOptimWrapper`` (GradScaler) skips and mmdet's
 ``CheckInvalidLossHook`` can turn into a hard stop. As with mmdet's
 ``CrossEntropyLoss``, a non-finite RoI makes only its own term and its own
@@ -22,8 +23,10 @@ from mmdet.models.losses.utils import weight_reduce_loss
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from .functional import (WEIGHT_MODES, EAStats, ea_dkd_loss_per_sample,
-                         ea_kd_loss_per_sample, ea_statistics)
+from .functional import (SIGMOID_ENTROPY_TEMPERATURE, WEIGHT_MODES, EAStats,
+                         ea_dkd_loss_per_sample, ea_kd_loss_per_sample,
+                         ea_statistics, sigmoid_ea_kd_loss_per_sample,
+                         sigmoid_ea_statistics)
 
 REDUCTIONS = ('none', 'mean', 'sum')
 
@@ -41,8 +44,11 @@ def _is_number(value: Any) -> bool:
             and math.isfinite(value))
 
 
-def _check_logits(student_logits: Tensor, teacher_logits: Tensor) -> None:
-    """Check the logit pair's types, shapes and devices (not its values)."""
+def _check_logits(student_logits: Tensor, teacher_logits: Tensor,
+                  class_dim: str) -> None:
+    """Check the logit pair's types, shapes and devices (not its values);
+    ``class_dim`` names the class dimension in the shape errors
+    (``'num_classes + 1'`` or ``'num_classes'``)."""
     for name, logits in (('student_logits', student_logits),
                          ('teacher_logits', teacher_logits)):
         if not isinstance(logits, Tensor) or not logits.is_floating_point():
@@ -51,13 +57,13 @@ def _check_logits(student_logits: Tensor, teacher_logits: Tensor) -> None:
                 f'{getattr(logits, "dtype", type(logits).__name__)}')
         if logits.dim() != 2 or logits.size(1) < 1:
             raise ValueError(
-                f'{name} must have shape (N, num_classes + 1) with at least '
+                f'{name} must have shape (N, {class_dim}) with at least '
                 f'one class, got shape {tuple(logits.shape)}')
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(
             f'teacher_logits has shape {tuple(teacher_logits.shape)} but '
             f'student_logits has shape {tuple(student_logits.shape)}; both '
-            'must be (N, num_classes + 1)')
+            f'must be (N, {class_dim})')
     if student_logits.device != teacher_logits.device:
         raise ValueError(f'teacher_logits is on {teacher_logits.device} but '
                          f'student_logits is on {student_logits.device}')
@@ -93,6 +99,34 @@ def _check_finite_values(student_logits: Tensor,
             f'class {col}); KL(p_T || p_S) would be infinite')
 
 
+def _check_finite_sigmoid_values(student_logits: Tensor,
+                                 teacher_logits: Tensor) -> None:
+    """Host-side value check of ``check_finite=True`` for sigmoid logits.
+
+    Rejects NaN logits and a student ``+inf`` or ``-inf`` where the
+    teacher's logit is not the same infinity (``KL(Bern(p_T) ||
+    Bern(p_S))`` would be infinite). Infinite teacher logits are valid
+    (probability exactly 1 or 0), and so is a row of all ``-inf`` (every
+    class absent).
+    """
+    for name, logits in (('student_logits', student_logits),
+                         ('teacher_logits', teacher_logits)):
+        nan = torch.isnan(logits.detach())
+        if bool(nan.any()):
+            row, col = nan.nonzero()[0].tolist()
+            raise ValueError(
+                f'{name} contains NaN (row {row}, class {col})')
+    infinite_kl = (torch.isinf(student_logits.detach())
+                   & (student_logits.detach() != teacher_logits.detach()))
+    if bool(infinite_kl.any()):
+        row, col = infinite_kl.nonzero()[0].tolist()
+        sign = '+' if bool(student_logits[row, col] > 0) else '-'
+        raise ValueError(
+            f'student_logits is {sign}inf where teacher_logits is not (row '
+            f'{row}, class {col}); KL(Bern(p_T) || Bern(p_S)) would be '
+            'infinite')
+
+
 def _check_labels(labels: Optional[Tensor], num_samples: int,
                   num_classes: int) -> None:
     """Check DKD labels: type, shape and range, without a host sync.
@@ -125,18 +159,21 @@ def _check_labels(labels: Optional[Tensor], num_samples: int,
 class _EADistillLoss(nn.Module):
     """Shared arguments, checks, reduction and statistics of the EA losses.
 
-    Subclasses implement :meth:`_per_sample`.
+    The arguments are keyword-only: each subclass's constructor states its
+    own defaults. Subclasses set :attr:`_class_dim` and
+    :attr:`_default_upper_bound` and implement :meth:`_check_finite_values`,
+    :meth:`_per_sample` and :meth:`_statistics`.
     """
 
-    def __init__(self,
-                 loss_weight: float = 1.0,
-                 temperature: float = 1.0,
-                 entropy_temperature: float = 3.0,
-                 weight_mode: str = 'ea',
-                 entropy_upper_bound: Optional[float] = None,
-                 logit_standardization: bool = False,
-                 reduction: str = 'mean',
-                 check_finite: bool = False) -> None:
+    #: The logits' class dimension, as shape errors name it.
+    _class_dim: str
+    #: What ``entropy_upper_bound=None`` stands for, as errors name it.
+    _default_upper_bound: str
+
+    def __init__(self, *, loss_weight: float, temperature: float,
+                 entropy_temperature: float, weight_mode: str,
+                 entropy_upper_bound: Optional[float], reduction: str,
+                 check_finite: bool) -> None:
         super().__init__()
         _check('loss_weight', loss_weight,
                _is_number(loss_weight) and loss_weight >= 0,
@@ -153,9 +190,7 @@ class _EADistillLoss(nn.Module):
             'entropy_upper_bound', entropy_upper_bound,
             entropy_upper_bound is None
             or (_is_number(entropy_upper_bound) and entropy_upper_bound > 0),
-            'None (log C) or a finite number > 0')
-        _check('logit_standardization', logit_standardization,
-               isinstance(logit_standardization, bool), 'a bool')
+            f'None ({self._default_upper_bound}) or a finite number > 0')
         _check('reduction', reduction, reduction in REDUCTIONS,
                f'one of {REDUCTIONS}')
         _check('check_finite', check_finite, isinstance(check_finite, bool),
@@ -165,20 +200,29 @@ class _EADistillLoss(nn.Module):
         self.entropy_temperature = entropy_temperature
         self.weight_mode = weight_mode
         self.entropy_upper_bound = entropy_upper_bound
-        self.logit_standardization = logit_standardization
         self.reduction = reduction
         self.check_finite = check_finite
 
     def _check_logits(self, student_logits: Tensor,
                       teacher_logits: Tensor) -> None:
         """Check the logits as they enter (values only with check_finite)."""
-        _check_logits(student_logits, teacher_logits)
+        _check_logits(student_logits, teacher_logits, self._class_dim)
         if self.check_finite:
-            _check_finite_values(student_logits, teacher_logits)
+            self._check_finite_values(student_logits, teacher_logits)
+
+    def _check_finite_values(self, student_logits: Tensor,
+                             teacher_logits: Tensor) -> None:
+        """The host-side value check of ``check_finite=True``."""
+        raise NotImplementedError
 
     def _per_sample(self, student_logits: Tensor, teacher_logits: Tensor,
                     labels: Optional[Tensor]) -> Tensor:
         """Per-sample weighted terms, shape (N,), from checked inputs."""
+        raise NotImplementedError
+
+    def _statistics(self, student_logits: Tensor,
+                    teacher_logits: Tensor) -> EAStats:
+        """The :class:`EAStats` of checked inputs."""
         raise NotImplementedError
 
     def forward(self,
@@ -192,14 +236,16 @@ class _EADistillLoss(nn.Module):
 
         Args:
             student_logits (Tensor): Student classification logits, shape
-                (N, C) with C = num_classes + 1 in detection. Any floating
-                dtype; the loss is computed in float32 (float64 for float64
-                input), also under autocast.
+                (N, C): C = num_classes + 1 for the softmax losses
+                (background last), C = num_classes for
+                :class:`SigmoidEAKDLoss`. Any floating dtype; the loss is
+                computed in float32 (float64 for float64 input), also under
+                autocast.
             teacher_logits (Tensor): Teacher logits, shape (N, C); never
                 receives gradient.
             labels (Tensor, optional): Target class per sample, shape (N,),
                 integer dtype, in [0, C); background is C - 1. Required by
-                :class:`EADKDLoss`, unused by :class:`EAKDLoss`.
+                :class:`EADKDLoss`, unused by the other losses.
             weight (Tensor, optional): Extra per-sample weight, shape (N,),
                 applied on top of the entropy weight (e.g. label weights).
             avg_factor (float, optional): Average factor for the mean
@@ -241,12 +287,53 @@ class _EADistillLoss(nn.Module):
         Returns:
             EAStats: Detached (N,) tensors ``ea_weight`` (the weight that
             :meth:`forward` applies; ones for ``weight_mode='none'``),
-            ``entropy_t`` and ``entropy_s`` (at ``entropy_temperature``, of
+            ``entropy_t`` and ``entropy_s`` (at ``entropy_temperature``; of
             the standardized logits with ``logit_standardization``).
             ``EAStats.means()`` gives the per-step means that the distiller
             logs under these names.
         """
         self._check_logits(student_logits, teacher_logits)
+        return self._statistics(student_logits, teacher_logits)
+
+
+class _SoftmaxEADistillLoss(_EADistillLoss):
+    """The EA losses of softmax classifiers (C = num_classes + 1).
+
+    Args: see :class:`EAKDLoss`.
+    """
+
+    _class_dim = 'num_classes + 1'
+    _default_upper_bound = 'log C'
+
+    def __init__(self,
+                 loss_weight: float = 1.0,
+                 temperature: float = 1.0,
+                 entropy_temperature: float = 3.0,
+                 weight_mode: str = 'ea',
+                 entropy_upper_bound: Optional[float] = None,
+                 logit_standardization: bool = False,
+                 reduction: str = 'mean',
+                 check_finite: bool = False) -> None:
+        super().__init__(
+            loss_weight=loss_weight,
+            temperature=temperature,
+            entropy_temperature=entropy_temperature,
+            weight_mode=weight_mode,
+            entropy_upper_bound=entropy_upper_bound,
+            reduction=reduction,
+            check_finite=check_finite)
+        _check('logit_standardization', logit_standardization,
+               isinstance(logit_standardization, bool), 'a bool')
+        self.logit_standardization = logit_standardization
+
+    def _check_finite_values(self, student_logits: Tensor,
+                             teacher_logits: Tensor) -> None:
+        """See :func:`_check_finite_values`."""
+        _check_finite_values(student_logits, teacher_logits)
+
+    def _statistics(self, student_logits: Tensor,
+                    teacher_logits: Tensor) -> EAStats:
+        """:func:`ea_statistics` with this loss's arguments."""
         return ea_statistics(
             student_logits,
             teacher_logits,
@@ -257,7 +344,7 @@ class _EADistillLoss(nn.Module):
 
 
 @MODELS.register_module()
-class EAKDLoss(_EADistillLoss):
+class EAKDLoss(_SoftmaxEADistillLoss):
     """Entropy-based Adaptive KD loss (EA-KD, eq. 14).
 
     Per sample ``w_n * KL(p_T(T) || p_S(T)) * T^2`` with the detached entropy
@@ -298,7 +385,7 @@ class EAKDLoss(_EADistillLoss):
 
 
 @MODELS.register_module()
-class EADKDLoss(_EADistillLoss):
+class EADKDLoss(_SoftmaxEADistillLoss):
     """Entropy-based Adaptive Decoupled KD loss (EA-DKD).
 
     Per sample ``w_n * (alpha * TCKD + beta * NCKD) * T^2`` with the RoI's
@@ -340,3 +427,82 @@ class EADKDLoss(_EADistillLoss):
             weight_mode=self.weight_mode,
             entropy_upper_bound=self.entropy_upper_bound,
             logit_standardization=self.logit_standardization)
+
+
+@MODELS.register_module()
+class SigmoidEAKDLoss(_EADistillLoss):
+    """EA-KD loss of sigmoid classifiers (one-stage dense heads).
+
+    For heads with C = num_classes independent sigmoid outputs and no
+    background column (RetinaNet, FCOS, ATSS, GFL). Per sample (location)
+    ``w_n * T^2 * sum_c KL(Bern(p_T,c) || Bern(p_S,c))`` with
+    ``p_c = sigmoid(z_c / T)`` and the detached weight ``w_n`` of
+    ``weight_mode`` computed from the mean binary entropies at ``T'``
+    (bounded by ``log 2``); by default the mean over samples, times
+    ``loss_weight``. ``weight_mode='none'`` gives plain (sigmoid) KD. No
+    logit standardization: sigmoid probabilities depend on the logits'
+    shift and scale.
+
+    Args:
+        loss_weight (float): Weight of the loss, >= 0. Defaults to 1.0.
+        temperature (float): KD temperature ``T > 0``. Defaults to 1.0.
+        entropy_temperature (float): Temperature ``T' > 0`` of the binary
+            entropies behind the weights. Defaults to
+            :data:`SIGMOID_ENTROPY_TEMPERATURE`.
+        weight_mode (str): 'ea', 'base' (``H_T``), 'interact'
+            (``H_T * H_S / H_ub``) or 'none' (plain KD). Defaults to 'ea'.
+        entropy_upper_bound (float, optional): ``H_ub > 0``; None means
+            ``log 2``. Defaults to None.
+        reduction (str): 'none', 'mean' or 'sum'. Defaults to 'mean'.
+        check_finite (bool): Also check the logits' values on every call
+            (one host sync) and raise a ValueError for NaN logits or a
+            student ``+inf`` / ``-inf`` where the teacher's logit is not the
+            same infinity (infinite teacher logits are valid). Off by
+            default, as for :class:`EAKDLoss`.
+    """
+
+    _class_dim = 'num_classes'
+    _default_upper_bound = 'log 2'
+
+    def __init__(self,
+                 loss_weight: float = 1.0,
+                 temperature: float = 1.0,
+                 entropy_temperature: float = SIGMOID_ENTROPY_TEMPERATURE,
+                 weight_mode: str = 'ea',
+                 entropy_upper_bound: Optional[float] = None,
+                 reduction: str = 'mean',
+                 check_finite: bool = False) -> None:
+        super().__init__(
+            loss_weight=loss_weight,
+            temperature=temperature,
+            entropy_temperature=entropy_temperature,
+            weight_mode=weight_mode,
+            entropy_upper_bound=entropy_upper_bound,
+            reduction=reduction,
+            check_finite=check_finite)
+
+    def _check_finite_values(self, student_logits: Tensor,
+                             teacher_logits: Tensor) -> None:
+        """See :func:`_check_finite_sigmoid_values`."""
+        _check_finite_sigmoid_values(student_logits, teacher_logits)
+
+    def _per_sample(self, student_logits: Tensor, teacher_logits: Tensor,
+                    labels: Optional[Tensor]) -> Tensor:
+        """Per-sample sigmoid EA-KD terms; ``labels`` are not used."""
+        return sigmoid_ea_kd_loss_per_sample(
+            student_logits,
+            teacher_logits,
+            temperature=self.temperature,
+            entropy_temperature=self.entropy_temperature,
+            weight_mode=self.weight_mode,
+            entropy_upper_bound=self.entropy_upper_bound)
+
+    def _statistics(self, student_logits: Tensor,
+                    teacher_logits: Tensor) -> EAStats:
+        """:func:`sigmoid_ea_statistics` with this loss's arguments."""
+        return sigmoid_ea_statistics(
+            student_logits,
+            teacher_logits,
+            entropy_temperature=self.entropy_temperature,
+            weight_mode=self.weight_mode,
+            entropy_upper_bound=self.entropy_upper_bound)

@@ -6,24 +6,29 @@ without mmdet. Equation numbers refer to the EA-KD paper (Sec. 3.2).
 
 Conventions shared by all functions:
 
-- Logits are 2-D ``(N, C)`` floating tensors; ``C`` counts every class, so in
-  detection ``C = num_classes + 1`` and the background label is ``C - 1``.
+- Logits are 2-D ``(N, C)`` floating tensors. For softmax classifiers ``C``
+  counts every class, so in detection ``C = num_classes + 1`` and the
+  background label is ``C - 1``; for sigmoid classifiers (section "Sigmoid
+  (independent Bernoulli) classifiers" below) ``C = num_classes``, without a
+  background column.
 - Math is done in at least float32: fp16/bf16 inputs are upcast, float64 stays
   float64. Mixed input dtypes are promoted (e.g. an fp16 teacher and a float32
   student are compared in float32).
 - The teacher never receives gradient: teacher logits are detached inside.
 - ``-inf`` logits mean "probability exactly 0": every ``p * log p`` or
   ``p * log(p / q)`` term with ``p = 0`` counts as 0, in the forward and the
-  backward pass.
+  backward pass. (Sigmoid logits may also be ``+inf``; see that section.)
 - Arguments and values are not validated here (the registered loss modules
   check what enters them; only an unknown weight mode, which has no formula,
-  raises): these functions never read a tensor's values on the host. Like torch's own losses, NaN or ``+inf`` logits and rows whose
-  logits are all ``-inf`` give NaN for their sample (other samples are
-  unaffected); a student ``-inf`` where the teacher's probability is > 0
-  makes ``KL(p_T || p_S)`` infinite, so that sample's value is meaningless.
+  raises): these functions never read a tensor's values on the host. Like
+  torch's own losses, NaN logits give NaN for their sample (other samples
+  are unaffected). For softmax logits so do ``+inf`` logits and rows whose
+  logits are all ``-inf``, and a student ``-inf`` where the teacher's
+  probability is > 0 makes ``KL(p_T || p_S)`` infinite, so that sample's
+  value is meaningless.
 """
 import math
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -303,28 +308,41 @@ def _prepare_pair(student_logits: Tensor, teacher_logits: Tensor,
     return student, teacher
 
 
-@torch.no_grad()
-def _statistics(student: Tensor, teacher: Tensor, entropy_temperature: float,
-                weight_mode: str,
-                entropy_upper_bound: Optional[float]) -> EAStats:
-    """:func:`ea_statistics` of prepared logits."""
+#: An entropy per sample, ``entropy(logits (N, C), T') -> (N,)``:
+#: :func:`softened_entropy` or :func:`binary_softened_entropy`.
+_EntropyFn = Callable[[Tensor, float], Tensor]
+
+
+def _softmax_upper_bound(logits: Tensor,
+                         entropy_upper_bound: Optional[float]) -> float:
+    """``H_ub`` of the softmax path: the given bound, or ``log C`` for
+    None."""
     if entropy_upper_bound is None:
-        entropy_upper_bound = math.log(student.size(1))
-    h_t = softened_entropy(teacher, entropy_temperature)
-    h_s = softened_entropy(student.detach(), entropy_temperature)
+        return math.log(logits.size(1))
+    return entropy_upper_bound
+
+
+@torch.no_grad()
+def _statistics(entropy: _EntropyFn, student: Tensor, teacher: Tensor,
+                entropy_temperature: float, weight_mode: str,
+                entropy_upper_bound: float) -> EAStats:
+    """The :class:`EAStats` of prepared logits with the given entropy."""
+    h_t = entropy(teacher, entropy_temperature)
+    h_s = entropy(student.detach(), entropy_temperature)
     weight = entropy_weights(
         h_t, h_s, weight_mode, entropy_upper_bound=entropy_upper_bound)
     return EAStats(weight, h_t, h_s)
 
 
-def _weights(student: Tensor, teacher: Tensor, entropy_temperature: float,
-             weight_mode: str, entropy_upper_bound: Optional[float]) -> Tensor:
+def _weights(entropy: _EntropyFn, student: Tensor, teacher: Tensor,
+             entropy_temperature: float, weight_mode: str,
+             entropy_upper_bound: float) -> Tensor:
     """The detached weights ``w_n`` of prepared logits, shape (N,); plain
     ones for ``'none'`` without computing any entropy."""
     if weight_mode == 'none':
         return student.new_ones(student.size(0))
-    return _statistics(student, teacher, entropy_temperature, weight_mode,
-                       entropy_upper_bound).ea_weight
+    return _statistics(entropy, student, teacher, entropy_temperature,
+                       weight_mode, entropy_upper_bound).ea_weight
 
 
 def ea_statistics(student_logits: Tensor,
@@ -357,8 +375,9 @@ def ea_statistics(student_logits: Tensor,
     """
     student, teacher = _prepare_pair(student_logits, teacher_logits,
                                      logit_standardization)
-    return _statistics(student, teacher, entropy_temperature, weight_mode,
-                       entropy_upper_bound)
+    return _statistics(softened_entropy, student, teacher,
+                       entropy_temperature, weight_mode,
+                       _softmax_upper_bound(student, entropy_upper_bound))
 
 
 def ea_kd_loss_per_sample(student_logits: Tensor,
@@ -394,8 +413,9 @@ def ea_kd_loss_per_sample(student_logits: Tensor,
     """
     student, teacher = _prepare_pair(student_logits, teacher_logits,
                                      logit_standardization)
-    weight = _weights(student, teacher, entropy_temperature, weight_mode,
-                      entropy_upper_bound)
+    weight = _weights(softened_entropy, student, teacher,
+                      entropy_temperature, weight_mode,
+                      _softmax_upper_bound(student, entropy_upper_bound))
     return weight * kd_loss_per_sample(student, teacher, temperature)
 
 
@@ -436,7 +456,192 @@ def ea_dkd_loss_per_sample(student_logits: Tensor,
     """
     student, teacher = _prepare_pair(student_logits, teacher_logits,
                                      logit_standardization)
-    weight = _weights(student, teacher, entropy_temperature, weight_mode,
-                      entropy_upper_bound)
+    weight = _weights(softened_entropy, student, teacher,
+                      entropy_temperature, weight_mode,
+                      _softmax_upper_bound(student, entropy_upper_bound))
     return weight * dkd_loss_per_sample(student, teacher, labels, alpha, beta,
                                         temperature)
+
+
+# --------------------------------------------------------------------------
+# Sigmoid (independent Bernoulli) classifiers
+# --------------------------------------------------------------------------
+#
+# Dense one-stage heads (RetinaNet, FCOS, ATSS, GFL) predict C = num_classes
+# independent probabilities ``p_c = sigmoid(z_c)`` per location, with no
+# background column: a background location has every ``p_c`` small. A
+# softmax over these logits would make such a location (all logits alike)
+# maximally uncertain, so the sigmoid path uses the entropy of the head's own
+# prediction instead: the binary entropies of its C Bernoulli outputs. No
+# logit standardization here: sigmoid probabilities, unlike softmax ones,
+# change when the logits are shifted or scaled.
+#
+# Both infinities are legitimate sigmoid logits: ``+inf`` is probability
+# exactly 1, ``-inf`` probability exactly 0. Each term ``p log p``,
+# ``(1 - p) log(1 - p)``, ``p log(p / q)`` or ``(1 - p) log((1 - p) /
+# (1 - q))`` whose leading probability is exactly 0 counts as 0, in the
+# forward and the backward pass. NaN logits give NaN for their sample only.
+
+#: Upper bound ``H_ub`` of :func:`binary_softened_entropy`: ``h(1/2)``.
+SIGMOID_ENTROPY_UPPER_BOUND: float = math.log(2)
+
+#: Default ``T'`` of the sigmoid path; see README, Dense detectors.
+SIGMOID_ENTROPY_TEMPERATURE: float = 1.0
+
+
+def _finite_bernoulli_log_probs(
+        scaled_logits: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(log p, log(1 - p))`` of ``p = sigmoid(x)``, ``-inf`` -> dtype's min.
+
+    Both come from ``logsigmoid`` (``log(1 - p) = logsigmoid(-x)``), so they
+    stay accurate for large ``|x|``. As in :func:`_finite_log_probs`, the
+    replacement of ``-inf`` makes every term whose leading probability is 0
+    exactly 0, with a zero (not NaN) gradient.
+
+    Args:
+        scaled_logits (Tensor): Temperature-scaled logits, shape (N, C).
+
+    Returns:
+        tuple[Tensor, Tensor]: ``log p`` and ``log(1 - p)``, each (N, C).
+    """
+    min_value = torch.finfo(scaled_logits.dtype).min
+    return (F.logsigmoid(scaled_logits).clamp(min=min_value),
+            F.logsigmoid(-scaled_logits).clamp(min=min_value))
+
+
+def binary_softened_entropy(logits: Tensor, temperature: float) -> Tensor:
+    """Mean binary entropy of ``sigmoid(logits / T')`` per sample.
+
+    ``H_n = (1 / C) sum_c h(p_c)`` with ``p_c = sigmoid(z_c / T')`` and
+    ``h(p) = -p log p - (1 - p) log(1 - p)``: the entropy of the C
+    independent Bernoulli predictions of a sigmoid head, divided by C. It
+    lies in ``[0, log 2]`` (:data:`SIGMOID_ENTROPY_UPPER_BOUND`), is
+    ``log 2`` only when every logit is 0 and is symmetric, ``h(z) = h(-z)``.
+    ``+inf`` and ``-inf`` logits (probability exactly 1 or 0) contribute 0.
+
+    Args:
+        logits (Tensor): Sigmoid logits, shape (N, C), C = num_classes.
+        temperature (float): Entropy temperature ``T' > 0``.
+
+    Returns:
+        Tensor: Entropies, shape (N,), in the compute dtype.
+    """
+    log_p, log_q = _finite_bernoulli_log_probs(
+        logits.to(_compute_dtype(logits)) / temperature)
+    return -(log_p.exp() * log_p + log_q.exp() * log_q).mean(dim=1)
+
+
+def sigmoid_kd_loss_per_sample(student_logits: Tensor,
+                               teacher_logits: Tensor,
+                               temperature: float = 1.0) -> Tensor:
+    """KD term of a sigmoid classifier per sample.
+
+    ``T^2 * sum_c KL(Bern(p_T,c) || Bern(p_S,c))`` with
+    ``p_c = sigmoid(z_c / T)``, where ``KL(Bern(p) || Bern(q)) =
+    p log(p / q) + (1 - p) log((1 - p) / (1 - q))``. Its gradient w.r.t. the
+    student logits is ``T (p_S - p_T)``, that of a soft-target BCE. The
+    teacher logits are detached.
+
+    A teacher logit of ``+inf`` or ``-inf`` (probability 1 or 0) is a valid
+    target. A student ``+inf`` or ``-inf`` where the teacher's logit is not
+    the same infinity makes the KL infinite, so that sample's value is
+    meaningless (huge or ``inf``, with a zero gradient for that class).
+
+    Args:
+        student_logits (Tensor): Student logits, shape (N, C).
+        teacher_logits (Tensor): Teacher logits, shape (N, C).
+        temperature (float): Distillation temperature ``T > 0``.
+            Defaults to 1.0.
+
+    Returns:
+        Tensor: KD terms, shape (N,), in the compute dtype.
+    """
+    dtype = _compute_dtype(student_logits, teacher_logits)
+    log_p_s, log_q_s = _finite_bernoulli_log_probs(
+        student_logits.to(dtype) / temperature)
+    log_p_t, log_q_t = _finite_bernoulli_log_probs(
+        teacher_logits.detach().to(dtype) / temperature)
+    kl = (log_p_t.exp() * (log_p_t - log_p_s) + log_q_t.exp() *
+          (log_q_t - log_q_s))
+    return kl.sum(dim=1) * temperature**2
+
+
+def _sigmoid_upper_bound(entropy_upper_bound: Optional[float]) -> float:
+    """``H_ub`` of the sigmoid path: the given bound, or ``log 2`` for
+    None."""
+    if entropy_upper_bound is None:
+        return SIGMOID_ENTROPY_UPPER_BOUND
+    return entropy_upper_bound
+
+
+def sigmoid_ea_statistics(
+        student_logits: Tensor,
+        teacher_logits: Tensor,
+        entropy_temperature: float = SIGMOID_ENTROPY_TEMPERATURE,
+        weight_mode: str = 'ea',
+        entropy_upper_bound: Optional[float] = None) -> EAStats:
+    """Per-sample EA weights and binary entropies, without gradient.
+
+    The sigmoid counterpart of :func:`ea_statistics`: the entropies are
+    those of :func:`binary_softened_entropy` and the weights those of
+    :func:`entropy_weights` with ``H_ub = log 2``, the ones
+    :func:`sigmoid_ea_kd_loss_per_sample` uses with the same arguments. The
+    entropies are computed in every mode (also ``'none'``, whose weights are
+    ones).
+
+    Args:
+        student_logits (Tensor): Student logits, shape (N, C),
+            C = num_classes.
+        teacher_logits (Tensor): Teacher logits, shape (N, C).
+        entropy_temperature (float): Entropy temperature ``T' > 0``.
+            Defaults to :data:`SIGMOID_ENTROPY_TEMPERATURE`.
+        weight_mode (str): One of :data:`WEIGHT_MODES`. Defaults to 'ea'.
+        entropy_upper_bound (float, optional): ``H_ub``; None means
+            ``log 2``. Defaults to None.
+
+    Returns:
+        EAStats: Detached ``ea_weight``, ``entropy_t`` and ``entropy_s``,
+        each shape (N,), in the compute dtype.
+    """
+    student, teacher = _prepare_pair(
+        student_logits, teacher_logits, logit_standardization=False)
+    return _statistics(binary_softened_entropy, student, teacher,
+                       entropy_temperature, weight_mode,
+                       _sigmoid_upper_bound(entropy_upper_bound))
+
+
+def sigmoid_ea_kd_loss_per_sample(
+        student_logits: Tensor,
+        teacher_logits: Tensor,
+        temperature: float = 1.0,
+        entropy_temperature: float = SIGMOID_ENTROPY_TEMPERATURE,
+        weight_mode: str = 'ea',
+        entropy_upper_bound: Optional[float] = None) -> Tensor:
+    """EA-KD of a sigmoid classifier per sample: ``w_n * KD_n``.
+
+    ``w_n`` is the detached weight of :func:`sigmoid_ea_statistics`
+    (binary entropies at ``entropy_temperature``); ``KD_n`` is
+    :func:`sigmoid_kd_loss_per_sample` at ``temperature``. Mode ``'none'``
+    (plain KD) computes no entropy.
+
+    Args:
+        student_logits (Tensor): Student logits, shape (N, C),
+            C = num_classes.
+        teacher_logits (Tensor): Teacher logits, shape (N, C); detached.
+        temperature (float): KD temperature ``T > 0``. Defaults to 1.0.
+        entropy_temperature (float): Entropy temperature ``T' > 0``.
+            Defaults to :data:`SIGMOID_ENTROPY_TEMPERATURE`.
+        weight_mode (str): One of :data:`WEIGHT_MODES`. Defaults to 'ea'.
+        entropy_upper_bound (float, optional): ``H_ub``; None means
+            ``log 2``. Defaults to None.
+
+    Returns:
+        Tensor: Per-sample losses, shape (N,), in the compute dtype,
+        differentiable w.r.t. the student logits.
+    """
+    student, teacher = _prepare_pair(
+        student_logits, teacher_logits, logit_standardization=False)
+    weight = _weights(binary_softened_entropy, student, teacher,
+                      entropy_temperature, weight_mode,
+                      _sigmoid_upper_bound(entropy_upper_bound))
+    return weight * sigmoid_kd_loss_per_sample(student, teacher, temperature)
