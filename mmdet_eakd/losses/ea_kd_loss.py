@@ -165,6 +165,10 @@ class _EADistillLoss(nn.Module):
     :meth:`_per_sample` and :meth:`_statistics`.
     """
 
+    #: The classifiers the loss is made for, ``'softmax'`` or ``'sigmoid'``;
+    #: the distiller refuses a loss whose kind differs from the student's
+    #: head family.
+    classifier: str
     #: The logits' class dimension, as shape errors name it.
     _class_dim: str
     #: What ``entropy_upper_bound=None`` stands for, as errors name it.
@@ -302,6 +306,7 @@ class _SoftmaxEADistillLoss(_EADistillLoss):
     Args: see :class:`EAKDLoss`.
     """
 
+    classifier = 'softmax'
     _class_dim = 'num_classes + 1'
     _default_upper_bound = 'log C'
 
@@ -461,6 +466,7 @@ class SigmoidEAKDLoss(_EADistillLoss):
             default, as for :class:`EAKDLoss`.
     """
 
+    classifier = 'sigmoid'
     _class_dim = 'num_classes'
     _default_upper_bound = 'log 2'
 
