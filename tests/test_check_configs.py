@@ -25,16 +25,24 @@ def test_every_shipped_config_trains_one_step_offline():
             assert f'{prefix}frcnn_{pair}.py' in names
     assert {'student_cascade_r18.py', 'kd_cascade_r101_r18.py',
             'eakd_cascade_r101_r18.py'} <= names
+    # the dense pairs (RetinaNet and GFL R-101 -> R-18), student / KD / EA-KD
+    for family in ('retinanet', 'gfl'):
+        assert {f'student_{family}_r18.py', f'kd_{family}_r101_r18.py',
+                f'eakd_{family}_r101_r18.py'} <= names
     result = _run('--img-size', '128')
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     out = result.stdout
     assert f'{len(CONFIGS)}/{len(CONFIGS)} configs passed' in out
     for config in CONFIGS:
         block = out.split(f'ok   {config}')[1].split('\n')[1]
-        assert 'loss_cls:' in block and 'loss_rpn_cls:' in block, config
+        dense = 'retinanet' in config.name or 'gfl' in config.name
+        assert 'loss_cls:' in block, config
+        assert ('loss_rpn_cls:' in block) != dense, config
         if config.name.startswith(DISTILL_PREFIXES):
             for key in ('loss_kd:', 'ea_weight:', 'entropy_t:', 'entropy_s:'):
                 assert key in block, (config, key)
+            # dense distillation logs the KD shares of positives / background
+            assert ('kd_fg_share:' in block) == dense, config
         if 'cascade' in config.name and 'kd_' in config.name:
             for stage in range(3):
                 assert f's{stage}.loss_kd:' in block, (config, stage)

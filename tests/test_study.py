@@ -124,3 +124,32 @@ def test_study_rejects_bad_methods_and_seeds(tmp_path):
         gfl.methods)
     with pytest.raises(ValueError, match='distinct non-negative'):
         run_study(REGIMES['frcnn-short'], ['KD'], [0, 0], tmp_path)
+
+
+def test_dense_regime_trains_sigmoid_losses_end_to_end(tmp_path):
+    """The study tool runs a dense (GFL, sigmoid) regime: its teacher, the
+    sigmoid KD loss and an entropy-temperature arm, through real runs."""
+    work = tmp_path / 'study'
+    out = run_tool(python_tool('study.py') + [
+        '--regime', 'gfl-short', '--seeds', '0', '--methods', 'KD',
+        'EA-KD-T3', '--jobs', '2', '--work-dir', str(work), '--data-root',
+        str(tmp_path / 'data')
+    ], cwd=ROOT, timeout=1800).stdout
+    assert 'done KD/seed0' in out and 'done EA-KD-T3/seed0' in out
+    from mmengine.config import Config
+
+    from mmdet_eakd.losses import SIGMOID_ENTROPY_TEMPERATURE
+    kd, arm = (Config.fromfile(str(work / 'runs' / m / 'seed0' / 'config.py'))
+               .model for m in ('KD', 'EA-KD-T3'))
+    assert kd.distill_loss.type == arm.distill_loss.type == 'SigmoidEAKDLoss'
+    assert (kd.distill_loss.weight_mode, arm.distill_loss.weight_mode) == (
+        'none', 'ea')
+    assert 'entropy_temperature' not in kd.distill_loss  # the loss's default
+    assert SIGMOID_ENTROPY_TEMPERATURE != 3.0
+    assert arm.distill_loss.entropy_temperature == 3.0
+    assert kd.test_cfg.score_thr == arm.test_cfg.score_thr == 0.0
+    log = (work / 'runs' / 'EA-KD-T3' / 'seed0' / 'train.log').read_text()
+    assert 'kd_fg_share' in log and 'loss_dfl' in log
+    data = json.loads((work / 'study.json').read_text())
+    assert [(c['method'], c['reference']) for c in data['comparisons']] == [
+        ('EA-KD-T3', 'KD')]

@@ -8,7 +8,8 @@ the public ``distill_inputs``, and on exactly the samples a training step
 distills (RoIs, or a dense head's selected locations) reports per ``T'``:
 the mean EA weight of positives and of background, the probability that a
 random background sample outweighs a random positive, and the share of the
-weighted KD loss on positives (and plain KD's, which has no ``T'``).
+weighted KD loss on positives (and plain KD's, which has no ``T'``). A
+positive is confident when the teacher's top class score is >= 0.5.
 
     python tools/sweep_entropy_temperature.py \\
         configs/synthetic/eakd_gfl_teacher_tiny_synthetic.py \\
@@ -69,11 +70,13 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"from {result['batches']} batches, {result['classifier']} "
           f"classifier, weight mode {result['weight_mode']}")
     print("| T' | mean w, positives | mean w, background | "
-          'P(background outweighs positive) | EA-KD loss share on positives |')
-    print('|---|---|---|---|---|')
+          'P(background outweighs a positive) | ... a confident positive | '
+          'EA-KD loss share on positives |')
+    print('|---|---|---|---|---|---|')
     for row in result['rows']:
         print(f"| {row['entropy_temperature']:g} | {row['weight_fg']:.4f} | "
               f"{row['weight_bg']:.4f} | {row['bg_outranks_fg']:.3f} | "
+              f"{row['bg_outranks_confident_fg']:.3f} | "
               f"{row['ea_fg_share']:.3f} |")
     print(f"plain KD loss share on positives: {result['rows'][0]['kd_fg_share']:.3f}")
     if args.out:

@@ -17,6 +17,8 @@ from ..losses.functional import (ea_statistics, kd_loss_per_sample,
                                  sigmoid_kd_loss_per_sample)
 
 CLASSIFIERS = ('softmax', 'sigmoid')
+#: Top teacher score from which a positive counts as confident.
+CONFIDENT_SCORE = 0.5
 
 
 def positive_mask(labels: Tensor, num_logits: int, classifier: str) -> Tensor:
@@ -67,6 +69,16 @@ def outrank_probability(weights: Tensor, positive: Tensor) -> float:
     return float(u_background / (num_pos * num_neg))
 
 
+def confident_mask(teacher: Tensor, classifier: str,
+                   threshold: float = CONFIDENT_SCORE) -> Tensor:
+    """Samples whose teacher's top class score is at least ``threshold``
+    (sigmoid: ``max_c sigmoid(z_c)``; softmax: the top probability over the
+    object classes, background excluded)."""
+    if classifier == 'sigmoid':
+        return teacher.amax(dim=1).sigmoid() >= threshold
+    return teacher.softmax(dim=1)[:, :-1].amax(dim=1) >= threshold
+
+
 def temperature_sweep(student: Tensor, teacher: Tensor, labels: Tensor,
                       temperatures: Sequence[float], classifier: str,
                       weight_mode: str = 'ea',
@@ -85,7 +97,10 @@ def temperature_sweep(student: Tensor, teacher: Tensor, labels: Tensor,
     Returns:
         list[dict]: Per ``T'``: ``entropy_temperature``; ``weight_fg`` /
         ``weight_bg`` (mean weight of positives / background);
-        ``bg_outranks_fg`` (:func:`outrank_probability`); ``ea_fg_share``
+        ``bg_outranks_fg`` (:func:`outrank_probability`) and
+        ``bg_outranks_confident_fg`` (the same against the positives the
+        teacher scores >= :data:`CONFIDENT_SCORE`, NaN if there are none;
+        background = all non-positives in both); ``ea_fg_share``
         (share of the weighted KD loss on positives) and ``kd_fg_share``
         (the same for plain KD, which has no ``T'``).
     """
@@ -98,6 +113,8 @@ def temperature_sweep(student: Tensor, teacher: Tensor, labels: Tensor,
         student, teacher, temperature)
     positive = positive_mask(labels, student.size(1), classifier)
     kd_fg_share = float(kd[positive].sum() / kd.sum())
+    confident = positive & confident_mask(teacher, classifier)
+    compared = confident | ~positive
     rows = []
     for entropy_temperature in temperatures:
         weights = statistics(
@@ -109,6 +126,10 @@ def temperature_sweep(student: Tensor, teacher: Tensor, labels: Tensor,
                  weight_fg=float(weights[positive].mean()),
                  weight_bg=float(weights[~positive].mean()),
                  bg_outranks_fg=outrank_probability(weights, positive),
+                 bg_outranks_confident_fg=(
+                     outrank_probability(weights[compared],
+                                         confident[compared])
+                     if confident.any() else float('nan')),
                  ea_fg_share=float(weighted[positive].sum() / weighted.sum()),
                  kd_fg_share=kd_fg_share))
     return rows

@@ -7,7 +7,7 @@ from typing import Optional, Sequence
 
 from .methods import ROOT, Regime, resolve_methods
 from .report import StudyReport, build_report, write_report
-from .runner import (Log, Run, final_metrics, method_config_text,
+from .runner import (Log, Run, final_metrics, method_config_text, model_text,
                      print_line, run_all, run_config_text, run_key,
                      threads_per_job)
 
@@ -29,7 +29,8 @@ def prepare_teacher(regime: Regime, data_root: Path, work_dir: Path,
     """
     teacher_dir = work_dir / 'teacher'
     config_text = run_config_text(regime.teacher_config, data_root,
-                                  regime.teacher_epochs, seed=0)
+                                  regime.teacher_epochs, seed=0,
+                                  extra=model_text(regime.model_overrides()))
     from mmengine.config import Config
     resolved = Config.fromfile(str(regime.teacher_config)).pretty_text
     key = run_key(config_text + resolved, data_root / 'synthetic_manifest.json')

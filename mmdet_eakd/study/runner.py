@@ -84,21 +84,28 @@ def run_config_text(base: Path, data_root: Path, epochs: int, seed: int,
             f'{extra}')
 
 
+def model_text(items: Sequence[str]) -> str:
+    """``model = dict(...)`` of ``key=value`` items, or nothing."""
+    return f"model = dict({', '.join(items)})\n" if items else ''
+
+
 def method_config_text(method: Method, regime: Regime, data_root: Path,
                        seed: int, init: Path, teacher: Path) -> str:
     """Config text of one run of ``method`` for ``seed``."""
     extra = f"load_from = '{init}'\n"
+    model = regime.model_overrides()
     if not method.distills:
         return run_config_text(regime.student_config, data_root,
-                               regime.student_epochs, seed, extra)
+                               regime.student_epochs, seed,
+                               extra + model_text(model))
     loss = (f"type='{regime.loss_type(method)}', "
             f"weight_mode='{method.weight_mode}'")
     if method.entropy_temperature is not None:
         loss += f', entropy_temperature={method.entropy_temperature!r}'
-    extra += (f"model = dict(teacher=dict(checkpoint='{teacher}'), "
-              f'distill_loss=dict({loss}))\n')
+    model = [f"teacher=dict(checkpoint='{teacher}')",
+             f'distill_loss=dict({loss})'] + model
     return run_config_text(regime.kd_config, data_root, regime.student_epochs,
-                           seed, extra)
+                           seed, extra + model_text(model))
 
 
 def final_metrics(work_dir: Path) -> Dict[str, float]:
