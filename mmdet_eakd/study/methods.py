@@ -159,7 +159,7 @@ REGIMES: Dict[str, Regime] = {
                           num_train=16, num_val=8,
                           data_root='data/synthetic_short'),
     # Dense heads (sigmoid EA): see README, "Dense detectors".
-    'gfl': _gfl('gfl', teacher_epochs=12, student_epochs=4, num_train=400,
+    'gfl': _gfl('gfl', teacher_epochs=24, student_epochs=6, num_train=400,
                 num_val=300, data_root='data/synthetic'),
     # After one epoch a GFL scores below the default 0.05 threshold (the
     # quality focal loss starts from the 0.01 prior): keep every box, so that
