@@ -13,16 +13,20 @@ CASCADE_CFG = SYNTHETIC_CONFIGS / 'cascade_eakd_teacher_tiny_synthetic.py'
 ROOT = SYNTHETIC_CONFIGS.parents[1]
 
 
-def _check_result(res, tool, config, steps, memory):
+def _check_result(res, tool, config, steps, memory, variants=None):
+    variants = variants or tool.VARIANTS
     assert res['config'] == str(config)
     assert res['num_rois'] > 0
-    assert set(res['variants']) == set(tool.VARIANTS)
+    assert set(res['variants']) == set(variants)
     for name, row in res['variants'].items():
         assert len(row['times_s']) == steps, name
         assert row['median_s'] > 0, name
         assert (row['peak_memory_mib'] is not None) == memory, name
     ratios, intervals = res['ratios'], res['ratio_intervals']
-    for key in tool.RATIOS:
+    for key, (names, _) in tool.RATIOS.items():
+        if not set(names) <= set(variants):
+            assert key not in ratios, key
+            continue
         assert math.isfinite(ratios[key]), key
         low, high = intervals[key]
         assert low <= ratios[key] <= high, key
@@ -74,10 +78,33 @@ def test_cascade_run_gives_intervals_and_verdicts(tmp_path):
         assert low <= high
 
 
+def test_dense_run_times_the_sigmoid_variants(tmp_path):
+    """A dense (GFL, sigmoid) config: KD and EA-KD with SigmoidEAKDLoss, no
+    DKD variants (no sigmoid DKD), every location of the batch counted."""
+    tool = load_tool('benchmark_distill')
+    config = SYNTHETIC_CONFIGS / 'eakd_gfl_teacher_tiny_synthetic.py'
+    out = tmp_path / 'bench.json'
+    result = run_tool(
+        python_tool('benchmark_distill.py') + [
+            '--config', str(config), '--img-size', '64', '--batch-size', '1',
+            '--steps', '1', '--warmup', '0', '--memory-steps', '0', '--json',
+            str(out)
+        ],
+        cwd=tmp_path, timeout=300)
+    (res, ) = json.loads(out.read_text())['results']
+    dense = ['student', 'teacher_forward', 'kd', 'eakd', 'naive']
+    _check_result(res, tool, config, steps=1, memory=False, variants=dense)
+    # 64 x 64 input, strides 4-32, one anchor per location
+    assert res['num_rois'] == sum((64 // s)**2 for s in (4, 8, 16, 32))
+    assert 'eakd_over_kd' in result.stdout
+    assert 'eadkd_over_dkd' not in result.stdout
+
+
 def test_tools_hold_no_capture_logic():
     """The benchmark and the analysis tool go through the package's public
     API: no hooks of their own, no private methods of the model."""
-    for name in ('benchmark_distill.py', 'analyze_entropy.py'):
+    for name in ('benchmark_distill.py', 'analyze_entropy.py',
+                 'sweep_entropy_temperature.py'):
         source = (ROOT / 'tools' / name).read_text()
         for needle in ('register_forward', '_bbox_forward', '_capture',
                        'roi_head.'):

@@ -10,15 +10,19 @@ preprocessor, which is the same for every variant and not timed). Variants:
 - ``student``: a student-only training step (the detector's own ``loss``);
 - ``teacher_forward``: the teacher's minimal forward, the distiller's
   ``teacher_logits`` on the samples of the student's loss pass (features +
-  head on the student's sampled RoIs, every stage of a cascade; no grad);
+  head on the student's sampled RoIs, every stage of a cascade; features +
+  dense head for a one-stage detector; no grad);
 - ``kd``, ``eakd``, ``dkd``, ``eadkd``: a distillation training step with
   ``EAKDLoss``/``EADKDLoss`` (``weight_mode='none'`` for KD/DKD, ``'ea'``
-  for EA-KD/EA-DKD; other loss arguments from the config);
+  for EA-KD/EA-DKD; other loss arguments from the config); for a dense
+  (sigmoid) config ``kd`` and ``eakd`` with ``SigmoidEAKDLoss``, and no DKD
+  variants;
 - ``naive``: what other implementations do, for comparison only: the
   student's detection loss, the teacher's whole loss path (``teacher.loss``
-  with its own ``train_cfg``: its RPN, proposals and sampling, no grad), then
-  a second pass of the student's box head (stage ``s`` for the teacher's
-  stage ``s``) on the teacher's sampled RoIs and EA-KD on those logits;
+  with its own ``train_cfg``: its RPN, proposals and sampling, or its dense
+  targets; no grad), then a second pass of the student's head (box stage
+  ``s`` for the teacher's stage ``s``) on the teacher's samples and EA-KD on
+  those logits;
 - with ``--channels-last``: ``teacher_forward_cl`` and ``eakd_cl``, the same
   with ``teacher_channels_last=True``.
 
@@ -79,12 +83,20 @@ from torch import Tensor  # noqa: E402
 VARIANTS = ('student', 'teacher_forward', 'kd', 'eakd', 'dkd', 'eadkd',
             'naive')
 CHANNELS_LAST_VARIANTS = ('teacher_forward_cl', 'eakd_cl')
-#: Loss type and weight mode of each distillation variant.
+#: Per classifier family (the config's distillation loss's ``classifier``),
+#: loss type and weight mode of each distillation variant; sigmoid heads have
+#: no DKD variants.
 DISTILL_VARIANTS = {
-    'kd': ('EAKDLoss', 'none'),
-    'eakd': ('EAKDLoss', 'ea'),
-    'dkd': ('EADKDLoss', 'none'),
-    'eadkd': ('EADKDLoss', 'ea'),
+    'softmax': {
+        'kd': ('EAKDLoss', 'none'),
+        'eakd': ('EAKDLoss', 'ea'),
+        'dkd': ('EADKDLoss', 'none'),
+        'eadkd': ('EADKDLoss', 'ea'),
+    },
+    'sigmoid': {
+        'kd': ('SigmoidEAKDLoss', 'none'),
+        'eakd': ('SigmoidEAKDLoss', 'ea'),
+    },
 }
 #: Ground-truth boxes per synthetic image.
 NUM_GT = 5
@@ -121,12 +133,13 @@ TARGETS = {
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Parse and check the command line."""
     parser = argparse.ArgumentParser(
-        description='Time and memory of RoI distillation steps vs the '
+        description='Time and memory of distillation steps vs the '
         'student-only step and the teacher forward.')
     parser.add_argument(
         '--config', nargs='+', required=True,
-        help='distillation config(s) (e.g. model.type '
-        'RoIDistillTwoStageDetector; Faster / Mask / Cascade R-CNN)')
+        help='distillation config(s) (model.type RoIDistillTwoStageDetector: '
+        'Faster / Mask / Cascade R-CNN; DenseDistillSingleStageDetector: '
+        'RetinaNet / ATSS / GFL / FCOS)')
     parser.add_argument('--img-size', type=int, default=320,
                         help='side of the square synthetic images')
     parser.add_argument('--batch-size', type=int, default=2)
@@ -171,6 +184,30 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
+def loss_classifier(loss_cfg: dict) -> str:
+    """``'softmax'`` or ``'sigmoid'``: the classifiers a loss config's type
+    is made for."""
+    from mmdet.registry import MODELS
+    kind = loss_cfg['type']
+    cls = MODELS.get(kind) if isinstance(kind, str) else kind
+    classifier = getattr(cls, 'classifier', None)
+    if classifier not in DISTILL_VARIANTS:
+        raise ValueError(f'distill_loss {kind!r} declares no classifier '
+                         f'(one of {list(DISTILL_VARIANTS)}); the benchmark '
+                         'times the shipped EA losses only.')
+    return classifier
+
+
+def config_variants(loss_cfg: dict) -> List[str]:
+    """The variants of a config (:data:`VARIANTS` without those its
+    classifier family has no loss for)."""
+    distill = DISTILL_VARIANTS[loss_classifier(loss_cfg)]
+    return [
+        name for name in VARIANTS
+        if name in distill or name not in DISTILL_VARIANTS['softmax']
+    ]
+
+
 def distill_loss_configs(loss_cfg: dict) -> Dict[str, dict]:
     """The loss config of each distillation variant, from the config's.
 
@@ -181,7 +218,8 @@ def distill_loss_configs(loss_cfg: dict) -> Dict[str, dict]:
               if k not in ('type', 'weight_mode', 'alpha', 'beta')}
     dkd_args = {k: loss_cfg[k] for k in ('alpha', 'beta') if k in loss_cfg}
     configs = {}
-    for name, (loss_type, mode) in DISTILL_VARIANTS.items():
+    variants = DISTILL_VARIANTS[loss_classifier(loss_cfg)]
+    for name, (loss_type, mode) in variants.items():
         cfg = dict(common, type=loss_type, weight_mode=mode)
         if loss_type == 'EADKDLoss':
             cfg.update(dkd_args)
@@ -404,7 +442,7 @@ def benchmark_config(config: str, args: argparse.Namespace,
     if not is_distill_config(cfg.model):
         raise ValueError(f'{config} is not a distillation config: model.type '
                          f'is {cfg.model.get("type")!r}.')
-    variants = list(VARIANTS)
+    variants = config_variants(cfg.model.distill_loss)
     if args.channels_last:
         variants += CHANNELS_LAST_VARIANTS
     bench = DistillBench(cfg, variants, args.img_size, args.batch_size,
@@ -445,6 +483,8 @@ def benchmark_config(config: str, args: argparse.Namespace,
     ratio_defs = dict(RATIOS)
     if args.channels_last:
         ratio_defs.update(CHANNELS_LAST_RATIOS)
+    ratio_defs = {key: value for key, value in ratio_defs.items()
+                  if set(value[0]) <= set(variants)}
     bootstrap = dict(level=BOOTSTRAP_LEVEL, resamples=BOOTSTRAP_RESAMPLES,
                      seed=args.seed)
     judged: Dict[str, Dict] = {}
@@ -522,9 +562,8 @@ def format_table(result: Dict) -> str:
     lines = [
         f"{result['config']}  (teacher {result['teacher']})",
         f"images {result['batch_size']} x {result['img_size']}x"
-        f"{result['img_size']}, {result['num_rois']} RoIs (all groups), "
-        'median of '
-
+        f"{result['img_size']}, {result['num_rois']} distilled samples (RoIs "
+        'or locations, all groups), median of '
         f"{result['steps']} interleaved steps after {result['warmup']} "
         'warm-up rounds',
         f"{'variant':<20}{'median s':>10}{'min s':>9}{'max s':>9}"
