@@ -256,6 +256,12 @@ def test_tool_errors(spread_teacher_ckpt, tmp_path, capsys, write_config):
         str(STUDENT_CFG)
     ]) == 1
     assert 'classifies 3 classes but the student 8' in capsys.readouterr().err
+    # a dense student: pointed to the dense tool instead of a TypeError
+    assert tool.main([
+        str(TEACHER_CFG), str(spread_teacher_ckpt), '--student-config',
+        str(STUDENT_CFG.parent / 'gfl_tiny_synthetic.py')
+    ]) == 1
+    assert 'sweep_entropy_temperature.py' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         tool.main([str(TEACHER_CFG), missing, '--student-checkpoint', missing])
 

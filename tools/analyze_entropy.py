@@ -192,6 +192,13 @@ def build_models(args: argparse.Namespace, cfg: Config):
         config is given (None otherwise).
     """
     model_cfg = student_model_config(cfg.model)
+    kind = model_cfg.get('type')
+    cls = MODELS.get(kind) if isinstance(kind, str) else kind
+    if not (isinstance(cls, type) and issubclass(cls, TwoStageDetector)):
+        raise AnalysisError(
+            f'The model is a {kind}; this tool analyses the RoIs of two-stage '
+            'detectors. For a dense (one-stage) detector, use '
+            'tools/sweep_entropy_temperature.py with its KD / EA-KD config.')
     if not model_cfg.get('train_cfg'):
         raise AnalysisError(
             'The model config has no train_cfg: RoI sampling needs its '
