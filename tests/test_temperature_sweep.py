@@ -63,6 +63,8 @@ def test_sweep_on_known_sigmoid_logits():
                                                  rel=1e-5)
         assert row['ea_fg_share'] == pytest.approx(
             ((w * kd)[90:].sum() / (w * kd).sum()).item(), rel=1e-5)
+        assert row['ea_over_kd'] == pytest.approx(
+            ((w * kd).sum() / kd.sum()).item(), rel=1e-5)
         assert row['kd_fg_share'] == pytest.approx(
             (kd[90:].sum() / kd.sum()).item(), rel=1e-5)
         assert row['bg_outranks_fg'] == 0

@@ -8,8 +8,8 @@ the public ``distill_inputs``, and on exactly the samples a training step
 distills (RoIs, or a dense head's selected locations) reports per ``T'``:
 the mean EA weight of positives and of background, the probability that a
 random background sample outweighs a random positive, and the share of the
-weighted KD loss on positives (and plain KD's, which has no ``T'``). A
-positive is confident when the teacher's top class score is >= 0.5.
+weighted KD loss on positives (and plain KD's, which has no ``T'``) and the
+weighted KD loss over the plain one. A positive is confident when the teacher's top class score is >= 0.5.
 
     python tools/sweep_entropy_temperature.py \\
         configs/synthetic/eakd_gfl_teacher_tiny_synthetic.py \\
@@ -71,13 +71,13 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"classifier, weight mode {result['weight_mode']}")
     print("| T' | mean w, positives | mean w, background | "
           'P(background outweighs a positive) | ... a confident positive | '
-          'EA-KD loss share on positives |')
-    print('|---|---|---|---|---|---|')
+          'EA-KD loss share on positives | EA-KD / KD loss |')
+    print('|---|---|---|---|---|---|---|')
     for row in result['rows']:
         print(f"| {row['entropy_temperature']:g} | {row['weight_fg']:.4f} | "
               f"{row['weight_bg']:.4f} | {row['bg_outranks_fg']:.3f} | "
               f"{row['bg_outranks_confident_fg']:.3f} | "
-              f"{row['ea_fg_share']:.3f} |")
+              f"{row['ea_fg_share']:.3f} | {row['ea_over_kd']:.3f} |")
     print(f"plain KD loss share on positives: {result['rows'][0]['kd_fg_share']:.3f}")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))

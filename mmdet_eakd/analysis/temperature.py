@@ -102,7 +102,8 @@ def temperature_sweep(student: Tensor, teacher: Tensor, labels: Tensor,
         teacher scores >= :data:`CONFIDENT_SCORE`, NaN if there are none;
         background = all non-positives in both); ``ea_fg_share``
         (share of the weighted KD loss on positives) and ``kd_fg_share``
-        (the same for plain KD, which has no ``T'``).
+        (the same for plain KD, which has no ``T'``); ``ea_over_kd``: the
+        weighted KD loss over the plain one (``sum w KD / sum KD``).
     """
     if classifier not in CLASSIFIERS:
         raise ValueError(f'classifier must be one of {CLASSIFIERS}, got '
@@ -131,5 +132,6 @@ def temperature_sweep(student: Tensor, teacher: Tensor, labels: Tensor,
                                          confident[compared])
                      if confident.any() else float('nan')),
                  ea_fg_share=float(weighted[positive].sum() / weighted.sum()),
+                 ea_over_kd=float(weighted.sum() / kd.sum()),
                  kd_fg_share=kd_fg_share))
     return rows
