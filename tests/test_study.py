@@ -120,6 +120,9 @@ def test_study_rejects_bad_methods_and_seeds(tmp_path):
     # DKD has no sigmoid loss: a dense (sigmoid) regime refuses it by name
     with pytest.raises(ValueError, match=r"\['DKD'\] have no sigmoid loss"):
         resolve_methods(['KD', 'DKD'], gfl)
+    # ... and a softmax (RoI) regime has no location options
+    with pytest.raises(ValueError, match=r"\['KD-pos'\] have no softmax"):
+        resolve_methods(['KD', 'KD-pos'], frcnn)
     assert [m.name for m in resolve_methods(gfl.methods, gfl)] == list(
         gfl.methods)
     with pytest.raises(ValueError, match='distinct non-negative'):

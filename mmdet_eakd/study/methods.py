@@ -29,12 +29,16 @@ class Method:
         description (str): One line for the report.
         entropy_temperature (float, optional): ``T'`` of the loss; None keeps
             the KD config's (the family's default).
+        distill_locations (str, optional): The dense distiller's
+            ``distill_locations`` (sigmoid regimes only); None keeps the KD
+            config's.
     """
     name: str
     loss_type: Optional[str]
     weight_mode: str
     description: str
     entropy_temperature: Optional[float] = None
+    distill_locations: Optional[str] = None
 
     @property
     def distills(self) -> bool:
@@ -47,6 +51,9 @@ METHODS: Dict[str, Method] = {m.name: m for m in (
     Method('EA-KD', 'EAKDLoss', 'ea', 'EA-KD, w = H_T (1 + H_S / H_ub) / 2'),
     Method('EA-KD-T1', 'EAKDLoss', 'ea', "EA-KD with T' = 1", 1.0),
     Method('EA-KD-T3', 'EAKDLoss', 'ea', "EA-KD with T' = 3", 3.0),
+    Method('KD-pos', 'EAKDLoss', 'none',
+           'plain KD on positive locations only (dense heads)',
+           distill_locations='positives'),
     Method('EA-KD-base', 'EAKDLoss', 'base', 'EA ablation: w = H_T'),
     Method('EA-KD-interact', 'EAKDLoss', 'interact',
            'EA ablation: w = H_T H_S / H_ub'),
@@ -61,6 +68,8 @@ COMPARISONS: Tuple[Tuple[str, str], ...] = (
     ('EA-KD', 'KD'),
     ('EA-KD-T1', 'KD'),
     ('EA-KD-T3', 'KD'),
+    ('KD-pos', 'KD'),
+    ('EA-KD', 'KD-pos'),
     ('EA-KD-base', 'KD'),
     ('EA-KD-interact', 'KD'),
     ('DKD', 'KD'),
@@ -119,7 +128,11 @@ class Regime:
         return [f'test_cfg=dict(score_thr={self.test_score_thr!r})']
 
     def supports(self, method: Method) -> bool:
-        """Whether ``method`` has a loss for this regime's classifiers."""
+        """Whether ``method`` has a loss for this regime's classifiers
+        (and, for a location option, a dense distiller)."""
+        if method.distill_locations is not None and (self.classifier !=
+                                                     'sigmoid'):
+            return False
         return (not method.distills
                 or method.loss_type in LOSS_TYPES[self.classifier])
 
@@ -145,7 +158,7 @@ def _gfl(name: str, **kwargs) -> Regime:
         teacher_config=SYNTHETIC_CONFIGS / 'gfl_teacher_synthetic.py',
         student_config=SYNTHETIC_CONFIGS / 'gfl_tiny_synthetic.py',
         kd_config=SYNTHETIC_CONFIGS / 'kd_gfl_teacher_tiny_synthetic.py',
-        methods=('student', 'KD', 'EA-KD', 'EA-KD-T3'),
+        methods=('student', 'KD', 'EA-KD', 'EA-KD-T3', 'KD-pos'),
         classifier='sigmoid',
         **kwargs)
 
@@ -194,7 +207,8 @@ def resolve_methods(names: Sequence[str],
     unsupported = [n for n in names if not regime.supports(METHODS[n])]
     if unsupported:
         raise ValueError(
-            f'method(s) {unsupported} have no {regime.classifier} loss, so '
-            f'regime {regime.name!r} cannot run them; it runs '
+            f'method(s) {unsupported} have no {regime.classifier} loss (or '
+            f'options of another head family), so regime {regime.name!r} '
+            'cannot run them; it runs '
             f'{[n for n, m in METHODS.items() if regime.supports(m)]}.')
     return tuple(METHODS[n] for n in names)

@@ -104,6 +104,8 @@ def method_config_text(method: Method, regime: Regime, data_root: Path,
         loss += f', entropy_temperature={method.entropy_temperature!r}'
     model = [f"teacher=dict(checkpoint='{teacher}')",
              f'distill_loss=dict({loss})'] + model
+    if method.distill_locations is not None:
+        model.append(f'distill_locations={method.distill_locations!r}')
     return run_config_text(regime.kd_config, data_root, regime.student_epochs,
                            seed, extra + model_text(model))
 
