@@ -165,7 +165,9 @@ class DenseDistillSingleStageDetector(DistillerMixin, SingleStageDetector):
         per_location = torch.where(selected, per_location,
                                    per_location.new_zeros(()))
         num_pos = reduce_mean(positive.sum().to(per_location.dtype))
-        losses = {KD_LOSS: per_location.sum() / num_pos.clamp(min=1)}
+        losses = {
+            KD_LOSS: group.weight * per_location.sum() / num_pos.clamp(min=1)
+        }
         count = selected.sum().clamp(min=1)
         stats = self.distill_loss.ea_stats(group.student, group.teacher)
         for name, value in stats._asdict().items():
