@@ -105,7 +105,7 @@ def test_demo_short_mode_reuses_the_study_runs(short_study):
     data = json.loads((work / 'study.json').read_text())
     assert list(data['per_seed']) == ['student', 'KD', 'EA-KD']
     assert [(c['method'], c['reference']) for c in data['comparisons']] == [
-        ('KD', 'student'), ('EA-KD', 'KD')]
+        ('KD', 'student'), ('EA-KD', 'student'), ('EA-KD', 'KD')]
     assert '| EA-KD − KD |' in out and 'EA-KD demo' in out
 
 

@@ -65,11 +65,13 @@ METHODS: Dict[str, Method] = {m.name: m for m in (
 #: methods are in the study. KD's gain over the baseline comes first.
 COMPARISONS: Tuple[Tuple[str, str], ...] = (
     ('KD', 'student'),
+    ('EA-KD', 'student'),
     ('EA-KD', 'KD'),
     ('EA-KD-T1', 'KD'),
     ('EA-KD-T3', 'KD'),
     ('KD-pos', 'KD'),
     ('EA-KD', 'KD-pos'),
+    ('EA-KD', 'EA-KD-T3'),
     ('EA-KD-base', 'KD'),
     ('EA-KD-interact', 'KD'),
     ('DKD', 'KD'),
