@@ -100,8 +100,12 @@ def test_report_by_hand(tmp_path):
                           wall_time_s=600.0, jobs=2, threads=1)
     data = report.data
     # KD - student: 2.0, 2.0, 1.5 points -> mean 1.8333, sd sqrt(1/12)
-    kd, ea = data['comparisons']
+    kd, ea_student, ea = data['comparisons']
     assert (kd['method'], kd['reference']) == ('KD', 'student')
+    assert (ea_student['method'], ea_student['reference']) == ('EA-KD',
+                                                               'student')
+    # EA-KD - student: 3.0, 2.5, 3.0 points
+    assert ea_student['AP']['mean'] == pytest.approx(8.5 / 3)
     assert kd['AP']['mean'] == pytest.approx(11 / 6)
     assert kd['AP']['std'] == pytest.approx(math.sqrt(1 / 12))
     half = 4.303 * math.sqrt(1 / 12) / math.sqrt(3)
@@ -122,5 +126,5 @@ def test_report_by_hand(tmp_path):
     assert '| KD − student | +1.83 [+1.12, +2.55] |' in md
     write_report(report, tmp_path)
     stored = json.loads((tmp_path / 'study.json').read_text())
-    assert stored['comparisons'][1]['AP']['mean'] == pytest.approx(1.0)
+    assert stored['comparisons'][2]['AP']['mean'] == pytest.approx(1.0)
     assert (tmp_path / 'study.png').stat().st_size > 10_000
