@@ -156,3 +156,37 @@ def test_dense_regime_trains_sigmoid_losses_end_to_end(tmp_path):
     data = json.loads((work / 'study.json').read_text())
     assert [(c['method'], c['reference']) for c in data['comparisons']] == [
         ('EA-KD-T3', 'KD')]
+
+
+def test_method_overrides_reach_one_model_dict(tmp_path):
+    """Each arm's override (loss type, weight mode, T', locations, loss
+    weight, the regime's score threshold) lands in the run's one
+    ``model = dict(...)``: a second one would replace the first."""
+    from mmengine.config import Config
+
+    from mmdet_eakd.study import METHODS, REGIMES
+    from mmdet_eakd.study.runner import method_config_text
+    regime = REGIMES['gfl-short']
+    expected = {
+        'KD': dict(weight_mode='none'),
+        'EA-KD-T3': dict(weight_mode='ea', entropy_temperature=3.0),
+        'KD-pos': dict(weight_mode='none'),
+        'KD-x0.1': dict(weight_mode='none', loss_weight=0.1),
+    }
+    for name, loss in expected.items():
+        text = method_config_text(METHODS[name], regime, tmp_path / 'data', 0,
+                                  tmp_path / 'init.pth',
+                                  tmp_path / 'teacher.pth')
+        assert text.count('model = dict(') == 1, name
+        path = tmp_path / f'{name}.py'
+        path.write_text(text)
+        model = Config.fromfile(str(path)).model
+        assert model.teacher.checkpoint == str(tmp_path / 'teacher.pth')
+        assert model.distill_loss.type == 'SigmoidEAKDLoss'
+        for key, value in loss.items():
+            assert model.distill_loss[key] == value, (name, key)
+        assert model.distill_loss.get('loss_weight', 1.0) == loss.get(
+            'loss_weight', 1.0)
+        assert model.distill_locations == ('positives' if name == 'KD-pos'
+                                           else 'all')
+        assert model.test_cfg.score_thr == 0.0

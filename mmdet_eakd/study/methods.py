@@ -32,6 +32,8 @@ class Method:
         distill_locations (str, optional): The dense distiller's
             ``distill_locations`` (sigmoid regimes only); None keeps the KD
             config's.
+        loss_weight (float, optional): ``loss_weight`` of the loss; None
+            keeps the KD config's.
     """
     name: str
     loss_type: Optional[str]
@@ -39,6 +41,7 @@ class Method:
     description: str
     entropy_temperature: Optional[float] = None
     distill_locations: Optional[str] = None
+    loss_weight: Optional[float] = None
 
     @property
     def distills(self) -> bool:
@@ -54,6 +57,9 @@ METHODS: Dict[str, Method] = {m.name: m for m in (
     Method('KD-pos', 'EAKDLoss', 'none',
            'plain KD on positive locations only (dense heads)',
            distill_locations='positives'),
+    Method('KD-x0.1', 'EAKDLoss', 'none',
+           "plain KD with loss_weight 0.1 (about EA-KD's loss scale on dense "
+           'heads)', loss_weight=0.1),
     Method('EA-KD-base', 'EAKDLoss', 'base', 'EA ablation: w = H_T'),
     Method('EA-KD-interact', 'EAKDLoss', 'interact',
            'EA ablation: w = H_T H_S / H_ub'),
@@ -71,6 +77,7 @@ COMPARISONS: Tuple[Tuple[str, str], ...] = (
     ('EA-KD-T3', 'KD'),
     ('KD-pos', 'KD'),
     ('EA-KD', 'KD-pos'),
+    ('EA-KD', 'KD-x0.1'),
     ('EA-KD', 'EA-KD-T3'),
     ('EA-KD-base', 'KD'),
     ('EA-KD-interact', 'KD'),
@@ -160,7 +167,7 @@ def _gfl(name: str, **kwargs) -> Regime:
         teacher_config=SYNTHETIC_CONFIGS / 'gfl_teacher_synthetic.py',
         student_config=SYNTHETIC_CONFIGS / 'gfl_tiny_synthetic.py',
         kd_config=SYNTHETIC_CONFIGS / 'kd_gfl_teacher_tiny_synthetic.py',
-        methods=('student', 'KD', 'EA-KD', 'EA-KD-T3', 'KD-pos'),
+        methods=('student', 'KD', 'EA-KD', 'EA-KD-T3', 'KD-pos', 'KD-x0.1'),
         classifier='sigmoid',
         **kwargs)
 

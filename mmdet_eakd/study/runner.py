@@ -102,6 +102,8 @@ def method_config_text(method: Method, regime: Regime, data_root: Path,
             f"weight_mode='{method.weight_mode}'")
     if method.entropy_temperature is not None:
         loss += f', entropy_temperature={method.entropy_temperature!r}'
+    if method.loss_weight is not None:
+        loss += f', loss_weight={method.loss_weight!r}'
     model = [f"teacher=dict(checkpoint='{teacher}')",
              f'distill_loss=dict({loss})'] + model
     if method.distill_locations is not None:
