@@ -294,6 +294,16 @@ def test_other_families_and_losses_are_refused(tmp_path):
                        match='EAKDLoss is made for softmax.*SigmoidEAKDLoss'):
         distiller(retina, retina, tmp_path / 'retina.pth',
                   distill_loss=dict(type='EAKDLoss'))
+    # ... and the sigmoid loss on a RoI head's softmax logits
+    roi = copy.deepcopy(frcnn)
+    roi.update(type='RoIDistillTwoStageDetector',
+               teacher=dict(config=dict(model=frcnn),
+                            checkpoint=str(tmp_path / 'frcnn.pth')),
+               distill_loss=dict(type='SigmoidEAKDLoss'))
+    with pytest.raises(UnsupportedPairError,
+                       match='SigmoidEAKDLoss is made for sigmoid.*EAKDLoss '
+                       'or EADKDLoss'):
+        MODELS.build(roi)
     # a head whose loss reorders / reweights locations (PAA rewrites ATSS's)
     paa = _edited(model_config('atss'),
                   lambda c: c.bbox_head.update(type='PAAHead'))
