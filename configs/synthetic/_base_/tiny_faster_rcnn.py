@@ -2,30 +2,10 @@
 # 16 base channels, 32 FPN channels, a 128-wide box head, 300 proposals and 64
 # sampled RoIs per image, RoIAlign with 2x2 samples per bin (mmcv's CPU RoIAlign
 # backward dominates a step otherwise). Random initialisation (no downloads).
+_base_ = './tiny_backbone.py'
+
 model = dict(
     type='FasterRCNN',
-    data_preprocessor=dict(
-        type='DetDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True,
-        pad_size_divisor=32),
-    backbone=dict(
-        type='ResNet',
-        depth=18,
-        base_channels=16,
-        num_stages=4,
-        out_indices=(0, 1, 2, 3),
-        frozen_stages=-1,
-        norm_cfg=dict(type='BN', requires_grad=True),
-        norm_eval=False,
-        style='pytorch',
-        init_cfg=None),
-    neck=dict(
-        type='FPN',
-        in_channels=[16, 32, 64, 128],
-        out_channels=32,
-        num_outs=5),
     rpn_head=dict(
         type='RPNHead',
         in_channels=32,

@@ -3,31 +3,11 @@
 # FPN keeps P2-P5 (strides 4-32) and 3 anchors per location (one scale, three
 # ratios, 16-128 px), for the synthetic set's 10-70 px objects. Random
 # initialisation (no downloads).
+_base_ = './tiny_backbone.py'
+
 model = dict(
     type='RetinaNet',
-    data_preprocessor=dict(
-        type='DetDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
-        bgr_to_rgb=True,
-        pad_size_divisor=32),
-    backbone=dict(
-        type='ResNet',
-        depth=18,
-        base_channels=16,
-        num_stages=4,
-        out_indices=(0, 1, 2, 3),
-        frozen_stages=-1,
-        norm_cfg=dict(type='BN', requires_grad=True),
-        norm_eval=False,
-        style='pytorch',
-        init_cfg=None),
-    neck=dict(
-        type='FPN',
-        in_channels=[16, 32, 64, 128],
-        out_channels=32,
-        start_level=0,
-        num_outs=4),
+    neck=dict(start_level=0, num_outs=4),
     bbox_head=dict(
         type='RetinaHead',
         num_classes=8,
