@@ -150,23 +150,29 @@ class Regime:
         return LOSS_TYPES[self.classifier][method.loss_type]
 
 
-def _frcnn(name: str, **kwargs) -> Regime:
+def _synthetic(name: str, family: str, **kwargs) -> Regime:
+    """A regime on the shipped synthetic configs of ``family``:
+    ``{family}_teacher_synthetic.py``, ``{family}_tiny_synthetic.py`` and
+    ``kd_{family}_teacher_tiny_synthetic.py``."""
     return Regime(
         name=name,
-        teacher_config=SYNTHETIC_CONFIGS / 'frcnn_teacher_synthetic.py',
-        student_config=SYNTHETIC_CONFIGS / 'frcnn_tiny_synthetic.py',
-        kd_config=SYNTHETIC_CONFIGS / 'kd_frcnn_teacher_tiny_synthetic.py',
+        teacher_config=SYNTHETIC_CONFIGS / f'{family}_teacher_synthetic.py',
+        student_config=SYNTHETIC_CONFIGS / f'{family}_tiny_synthetic.py',
+        kd_config=SYNTHETIC_CONFIGS / f'kd_{family}_teacher_tiny_synthetic.py',
+        **kwargs)
+
+
+def _frcnn(name: str, **kwargs) -> Regime:
+    return _synthetic(
+        name, 'frcnn',
         methods=('student', 'KD', 'EA-KD', 'EA-KD-base', 'EA-KD-interact',
                  'DKD', 'EA-DKD'),
         **kwargs)
 
 
 def _gfl(name: str, **kwargs) -> Regime:
-    return Regime(
-        name=name,
-        teacher_config=SYNTHETIC_CONFIGS / 'gfl_teacher_synthetic.py',
-        student_config=SYNTHETIC_CONFIGS / 'gfl_tiny_synthetic.py',
-        kd_config=SYNTHETIC_CONFIGS / 'kd_gfl_teacher_tiny_synthetic.py',
+    return _synthetic(
+        name, 'gfl',
         methods=('student', 'KD', 'EA-KD', 'EA-KD-T3', 'KD-pos', 'KD-x0.1'),
         classifier='sigmoid',
         **kwargs)
