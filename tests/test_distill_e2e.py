@@ -40,6 +40,21 @@ def distill_then_resume(tmp, base, teacher_dir, synthetic_root, extra='',
     return cfg, work_dir, resumed.stdout + resumed.stderr
 
 
+def resumed_records(work_dir, resume_log):
+    """The logged ``loss_kd`` records of a :func:`distill_then_resume` run,
+    after checking the resume: epoch 1 on 2 ranks (24 images / (2 x 2) = 6
+    iterations), epoch 2 in one process. Returns them with the epoch-2
+    checkpoint's state dict, which must hold no teacher weights."""
+    assert 'resumed epoch: 1' in resume_log
+    records = [r for r in read_scalars(work_dir) if 'loss_kd' in r]
+    assert {r['epoch'] for r in records} == {1, 2}
+    assert max(r['iter'] for r in records if r['epoch'] == 1) == 6
+    state = torch.load(work_dir / 'epoch_2.pth',
+                       map_location='cpu')['state_dict']
+    assert not any('teacher' in key for key in state)
+    return records, state
+
+
 @pytest.fixture(scope='module')
 def distilled(tmp_path_factory, synthetic_root, trained_tiny):
     """EA-KD from the suite's trained tiny detector, DDP then resumed."""
@@ -54,18 +69,12 @@ def distilled(tmp_path_factory, synthetic_root, trained_tiny):
 
 def test_distillation_trains_under_ddp_and_resumes(distilled):
     _, work_dir, resume_log = distilled
-    assert 'resumed epoch: 1' in resume_log
-    records = [r for r in read_scalars(work_dir) if 'loss_kd' in r]
-    # epoch 1 on 2 ranks (24 images / (2 x 2) = 6 iterations), epoch 2 on one
-    # process (12 iterations); EA statistics are logged next to the losses
-    assert {r['epoch'] for r in records} == {1, 2}
-    assert max(r['iter'] for r in records if r['epoch'] == 1) == 6
+    records, _ = resumed_records(work_dir, resume_log)
+    # EA statistics are logged next to the losses
     log_c = torch.log(torch.tensor(9.)).item()  # C = 8 classes + background
     for record in records:
         assert 0 <= record['ea_weight'] <= log_c
         assert record['entropy_t'] >= 0 and record['entropy_s'] >= 0
-    ckpt = torch.load(work_dir / 'epoch_2.pth', map_location='cpu')
-    assert not any('teacher' in key for key in ckpt['state_dict'])
     assert sorted(p.name for p in work_dir.glob('*.pth')) == [
         'epoch_1.pth', 'epoch_2.pth'
     ]
@@ -159,21 +168,14 @@ def distilled_cascade(tmp_path_factory, synthetic_root, trained_tiny):
 
 
 def test_cascade_trains_under_ddp_and_resumes(distilled_cascade):
-    work_dir, resume_log = distilled_cascade
-    assert 'resumed epoch: 1' in resume_log
-    records = [r for r in read_scalars(work_dir) if 'loss_kd' in r]
-    assert {r['epoch'] for r in records} == {1, 2}
-    assert max(r['iter'] for r in records if r['epoch'] == 1) == 6
+    records, state = resumed_records(*distilled_cascade)
     for record in records:
         # per-stage KD (times stage_loss_weights) is logged beside the total
         stages = [record[f's{s}.loss_kd'] for s in range(3)]
         assert sum(stages) == pytest.approx(record['loss_kd'], rel=1e-3,
                                             abs=1e-6)
         assert record['s0.loss_cls'] > 0
-    ckpt = torch.load(work_dir / 'epoch_2.pth', map_location='cpu')
-    assert not any('teacher' in key for key in ckpt['state_dict'])
-    assert any(key.startswith('roi_head.bbox_head.2.')
-               for key in ckpt['state_dict'])
+    assert any(key.startswith('roi_head.bbox_head.2.') for key in state)
 
 
 def check_plain_checkpoint(plain, ckpt, model_type, synthetic_root, tmp_path,
@@ -234,11 +236,7 @@ def distilled_gfl(tmp_path_factory, synthetic_root):
 
 
 def test_dense_distillation_trains_under_ddp_and_resumes(distilled_gfl):
-    work_dir, resume_log = distilled_gfl
-    assert 'resumed epoch: 1' in resume_log
-    records = [r for r in read_scalars(work_dir) if 'loss_kd' in r]
-    assert {r['epoch'] for r in records} == {1, 2}
-    assert max(r['iter'] for r in records if r['epoch'] == 1) == 6
+    records, _ = resumed_records(*distilled_gfl)
     log_2 = torch.log(torch.tensor(2.)).item()  # sigmoid EA: H_ub = log 2
     for record in records:
         assert 0 <= record['ea_weight'] <= log_2
@@ -246,8 +244,6 @@ def test_dense_distillation_trains_under_ddp_and_resumes(distilled_gfl):
         assert record['kd_fg_share'] + record['kd_bg_share'] == pytest.approx(
             1, abs=1e-3)
         assert record['loss_kd'] > 0 and record['loss_dfl'] > 0
-    ckpt = torch.load(work_dir / 'epoch_2.pth', map_location='cpu')
-    assert not any('teacher' in key for key in ckpt['state_dict'])
 
 
 def test_dense_checkpoint_runs_with_mmdet_tools(distilled_gfl, synthetic_root,
