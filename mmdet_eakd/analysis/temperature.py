@@ -3,13 +3,13 @@
 EA-KD's weight is meant to favour informative samples. For a dense (sigmoid)
 head most locations are background; a ``T'`` that flattens the scores enough
 gives confident background locations more weight than positives. These pure
-functions (torch only) measure that for a set of distilled samples and a list
-of temperatures; ``tools/sweep_entropy_temperature.py`` feeds them the logit
-pairs of real training steps.
+functions (torch and scipy, no mmdet) measure that for a set of distilled
+samples and a list of temperatures; ``tools/sweep_entropy_temperature.py``
+feeds them the logit pairs of real training steps.
 """
 from typing import Dict, List, Sequence
 
-import torch
+from scipy import stats as scipy_stats
 from torch import Tensor
 
 from ..losses.functional import (ea_statistics, kd_loss_per_sample,
@@ -40,7 +40,8 @@ def positive_mask(labels: Tensor, num_logits: int, classifier: str) -> Tensor:
 def outrank_probability(weights: Tensor, positive: Tensor) -> float:
     """P(a random background sample weighs more than a random positive).
 
-    The Mann-Whitney statistic of the two groups (ties count 1/2), i.e.
+    The Mann-Whitney U of the two groups (scipy's ``mannwhitneyu``, ties
+    count 1/2) over the number of pairs, i.e.
     ``1 - AUROC`` of the weight as a foreground score: 0.5 means the weight
     does not tell them apart, above 0.5 background outweighs positives.
 
@@ -55,17 +56,9 @@ def outrank_probability(weights: Tensor, positive: Tensor) -> float:
     if num_pos == 0 or num_neg == 0:
         raise ValueError('outrank_probability needs positive and background '
                          f'samples, got {num_pos} and {num_neg}.')
-    values = weights.double()
-    order = values.argsort()
-    ranks = torch.empty_like(values)
-    ranks[order] = torch.arange(1, len(values) + 1, dtype=values.dtype)
-    # average ranks over ties
-    unique, inverse = torch.unique(values, return_inverse=True)
-    rank_sum = torch.zeros_like(unique).index_add_(0, inverse, ranks)
-    count = torch.zeros_like(unique).index_add_(0, inverse,
-                                                torch.ones_like(ranks))
-    ranks = (rank_sum / count)[inverse]
-    u_background = ranks[~positive].sum() - num_neg * (num_neg + 1) / 2
+    background = weights[~positive].double().cpu().numpy()
+    u_background = scipy_stats.mannwhitneyu(
+        background, weights[positive].double().cpu().numpy()).statistic
     return float(u_background / (num_pos * num_neg))
 
 
