@@ -83,20 +83,14 @@ from torch import Tensor  # noqa: E402
 VARIANTS = ('student', 'teacher_forward', 'kd', 'eakd', 'dkd', 'eadkd',
             'naive')
 CHANNELS_LAST_VARIANTS = ('teacher_forward_cl', 'eakd_cl')
-#: Per classifier family (the config's distillation loss's ``classifier``),
-#: loss type and weight mode of each distillation variant; sigmoid heads have
-#: no DKD variants.
+#: Softmax loss type and weight mode of each distillation variant; a config's
+#: classifier family maps the type through ``LOSS_TYPES`` (sigmoid heads have
+#: no DKD variants).
 DISTILL_VARIANTS = {
-    'softmax': {
-        'kd': ('EAKDLoss', 'none'),
-        'eakd': ('EAKDLoss', 'ea'),
-        'dkd': ('EADKDLoss', 'none'),
-        'eadkd': ('EADKDLoss', 'ea'),
-    },
-    'sigmoid': {
-        'kd': ('SigmoidEAKDLoss', 'none'),
-        'eakd': ('SigmoidEAKDLoss', 'ea'),
-    },
+    'kd': ('EAKDLoss', 'none'),
+    'eakd': ('EAKDLoss', 'ea'),
+    'dkd': ('EADKDLoss', 'none'),
+    'eadkd': ('EADKDLoss', 'ea'),
 }
 #: Ground-truth boxes per synthetic image.
 NUM_GT = 5
@@ -184,44 +178,48 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     return args
 
 
-def loss_classifier(loss_cfg: dict) -> str:
-    """``'softmax'`` or ``'sigmoid'``: the classifiers a loss config's type
-    is made for."""
+def loss_types(loss_cfg: dict) -> Dict[str, str]:
+    """The shipped loss of each softmax loss type for the classifier family
+    (``'softmax'`` or ``'sigmoid'``) that a loss config's type is made for."""
     from mmdet.registry import MODELS
+    from mmdet_eakd.losses import LOSS_TYPES
     kind = loss_cfg['type']
     cls = MODELS.get(kind) if isinstance(kind, str) else kind
     classifier = getattr(cls, 'classifier', None)
-    if classifier not in DISTILL_VARIANTS:
+    if classifier not in LOSS_TYPES:
         raise ValueError(f'distill_loss {kind!r} declares no classifier '
-                         f'(one of {list(DISTILL_VARIANTS)}); the benchmark '
+                         f'(one of {list(LOSS_TYPES)}); the benchmark '
                          'times the shipped EA losses only.')
-    return classifier
+    return LOSS_TYPES[classifier]
 
 
 def config_variants(loss_cfg: dict) -> List[str]:
-    """The variants of a config (:data:`VARIANTS` without those its
-    classifier family has no loss for)."""
-    distill = DISTILL_VARIANTS[loss_classifier(loss_cfg)]
+    """The variants of a config (:data:`VARIANTS` without the distillation
+    variants its classifier family has no loss for)."""
+    types = loss_types(loss_cfg)
     return [
-        name for name in VARIANTS
-        if name in distill or name not in DISTILL_VARIANTS['softmax']
+        name for name in VARIANTS if name not in DISTILL_VARIANTS
+        or DISTILL_VARIANTS[name][0] in types
     ]
 
 
 def distill_loss_configs(loss_cfg: dict) -> Dict[str, dict]:
     """The loss config of each distillation variant, from the config's.
 
-    Temperatures, ``loss_weight`` etc. are kept; the type and weight mode are
-    set per variant; DKD's ``alpha``/``beta`` are kept for the DKD losses.
+    Temperatures, ``loss_weight`` etc. are kept; the type (in the config's
+    classifier family) and weight mode are set per variant; DKD's
+    ``alpha``/``beta`` are kept for the DKD losses.
     """
     common = {k: v for k, v in loss_cfg.items()
               if k not in ('type', 'weight_mode', 'alpha', 'beta')}
     dkd_args = {k: loss_cfg[k] for k in ('alpha', 'beta') if k in loss_cfg}
+    types = loss_types(loss_cfg)
     configs = {}
-    variants = DISTILL_VARIANTS[loss_classifier(loss_cfg)]
-    for name, (loss_type, mode) in variants.items():
-        cfg = dict(common, type=loss_type, weight_mode=mode)
-        if loss_type == 'EADKDLoss':
+    for name, (softmax_type, mode) in DISTILL_VARIANTS.items():
+        if softmax_type not in types:
+            continue
+        cfg = dict(common, type=types[softmax_type], weight_mode=mode)
+        if softmax_type == 'EADKDLoss':
             cfg.update(dkd_args)
         configs[name] = cfg
     return configs

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
-from ..losses import EAStats
+from ..losses import LOSS_TYPES, EAStats
 from .adapters import (DistillAdapter, LogitGroup, UnsupportedPairError,
                        adapter_for)
 from .teacher import (build_teacher, input_format, load_teacher_config,
@@ -48,13 +48,6 @@ class DistillInputs(NamedTuple):
     groups: List[LogitGroup]
 
 
-#: The shipped distillation losses per classifier family (for messages).
-LOSSES_FOR = {
-    'softmax': 'EAKDLoss or EADKDLoss',
-    'sigmoid': 'SigmoidEAKDLoss',
-}
-
-
 def check_loss_classifier(loss: torch.nn.Module,
                           adapter: DistillAdapter) -> None:
     """Refuse a distillation loss made for the other kind of classifier.
@@ -72,7 +65,8 @@ def check_loss_classifier(loss: torch.nn.Module,
         raise UnsupportedPairError(
             f'distill_loss {type(loss).__name__} is made for {kind} '
             f'classifiers, but the student\'s {adapter.family} classify with '
-            f'{adapter.classifier}. Use {LOSSES_FOR[adapter.classifier]}.')
+            f'{adapter.classifier}. Use '
+            f"{' or '.join(LOSS_TYPES[adapter.classifier].values())}.")
 
 
 class DistillerMixin:

@@ -1,6 +1,6 @@
 # Copyright (c) mmdet-eakd contributors. All rights reserved.
 """EA-KD losses: pure math in :mod:`.functional`, registered modules."""
-from .ea_kd_loss import EADKDLoss, EAKDLoss, SigmoidEAKDLoss
+from .ea_kd_loss import LOSS_TYPES, EADKDLoss, EAKDLoss, SigmoidEAKDLoss
 from .functional import (EA_STAT_NAMES, SIGMOID_ENTROPY_TEMPERATURE,
                          SIGMOID_ENTROPY_UPPER_BOUND, STANDARDIZATION_EPS,
                          WEIGHT_MODES, EAStats, binary_softened_entropy,
@@ -11,7 +11,7 @@ from .functional import (EA_STAT_NAMES, SIGMOID_ENTROPY_TEMPERATURE,
                          softened_entropy, standardize_logits)
 
 __all__ = [
-    'EAKDLoss', 'EADKDLoss', 'SigmoidEAKDLoss', 'WEIGHT_MODES',
+    'LOSS_TYPES', 'EAKDLoss', 'EADKDLoss', 'SigmoidEAKDLoss', 'WEIGHT_MODES',
     'STANDARDIZATION_EPS', 'SIGMOID_ENTROPY_TEMPERATURE',
     'SIGMOID_ENTROPY_UPPER_BOUND', 'EAStats', 'EA_STAT_NAMES', 'ea_statistics',
     'softened_entropy', 'entropy_weights', 'kd_loss_per_sample',

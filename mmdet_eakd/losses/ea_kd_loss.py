@@ -16,7 +16,7 @@ skips the step. ``check_finite=True`` checks the values on the host instead,
 for direct use.
 """
 import math
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 import torch
 from mmdet.models.losses.utils import weight_reduce_loss
@@ -512,3 +512,13 @@ class SigmoidEAKDLoss(_EADistillLoss):
             entropy_temperature=self.entropy_temperature,
             weight_mode=self.weight_mode,
             entropy_upper_bound=self.entropy_upper_bound)
+
+
+#: Per classifier family (a loss's ``classifier``), the shipped loss of each
+#: softmax loss type; a family without an entry for a type has no such loss
+#: (sigmoid heads have no DKD). The study, the benchmark and the distiller's
+#: messages read it.
+LOSS_TYPES: Dict[str, Dict[str, str]] = {
+    'softmax': {'EAKDLoss': 'EAKDLoss', 'EADKDLoss': 'EADKDLoss'},
+    'sigmoid': {'EAKDLoss': 'SigmoidEAKDLoss'},
+}

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..losses import LOSS_TYPES
+
 #: Repository root (configs/ and tools/ live there).
 ROOT = Path(__file__).resolve().parents[2]
 SYNTHETIC_CONFIGS = ROOT / 'configs' / 'synthetic'
@@ -85,13 +87,6 @@ COMPARISONS: Tuple[Tuple[str, str], ...] = (
     ('EA-DKD', 'KD'),
     ('EA-DKD', 'DKD'),
 )
-
-
-#: Per classifier family, the registered loss of each (softmax) loss type.
-LOSS_TYPES: Dict[str, Dict[str, str]] = {
-    'softmax': {'EAKDLoss': 'EAKDLoss', 'EADKDLoss': 'EADKDLoss'},
-    'sigmoid': {'EAKDLoss': 'SigmoidEAKDLoss'},
-}
 
 
 @dataclass(frozen=True)
