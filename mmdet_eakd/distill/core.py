@@ -178,7 +178,8 @@ class DistillerMixin:
 
         The batch is renormalized for the teacher if their input formats
         differ; backbone and neck run under ``teacher_autocast`` and in
-        ``teacher_channels_last`` format if set.
+        ``teacher_channels_last`` format if set. The maps are returned in
+        float32 and NCHW-contiguous, whatever ran.
 
         Args:
             batch_inputs (Tensor): Student inputs, shape (B, 3, H, W).
@@ -203,9 +204,11 @@ class DistillerMixin:
             if self.teacher_autocast else contextlib.nullcontext())
         with autocast:
             feats = teacher.extract_feat(inputs)
-        # The head runs in float32: a small share of the teacher's cost, and
-        # mmcv's CPU RoIAlign has no bf16 kernel.
-        return tuple(feat.float() for feat in feats)
+        # The head runs in float32 (a small share of the teacher's cost, and
+        # mmcv's CPU RoIAlign has no bf16 kernel) and on NCHW-contiguous maps:
+        # mmcv's RoIAlign reads raw NCHW memory and silently misreads
+        # channels-last maps (test_teacher_channels_last).
+        return tuple(feat.float().contiguous() for feat in feats)
 
     @torch.no_grad()
     def teacher_logits(self, batch_inputs: Tensor,

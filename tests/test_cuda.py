@@ -1,0 +1,210 @@
+"""The CUDA path: mmcv's CUDA ops, AMP, teacher autocast / channels-last,
+non-finite teacher outputs.
+
+Each test runs on ``cuda`` where torch sees a GPU (``tools/gpu_check.py run``
+runs this file there) and skips otherwise; tests whose check also means
+something on the CPU run there too (the ``cpu`` parameter), so the suite
+exercises their logic on every machine.
+"""
+from typing import Callable, Dict, List
+
+import pytest
+import torch
+from conftest import SYNTHETIC_CONFIGS
+from mmengine.config import Config
+from torch import Tensor
+
+import mmdet_eakd  # noqa: F401
+from mmdet.registry import MODELS
+from mmdet.testing import demo_mm_inputs
+from mmdet.utils import register_all_modules
+from mmdet_eakd.losses import EAKDLoss
+from mmdet_eakd.utils import write_random_teacher_checkpoint
+
+register_all_modules()
+EAKD_CFG = SYNTHETIC_CONFIGS / 'eakd_frcnn_teacher_tiny_synthetic.py'
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(),
+                          reason='needs a CUDA device')
+DEVICES = ['cpu', pytest.param('cuda', marks=CUDA)]
+
+
+@pytest.fixture(scope='module')
+def teacher_ckpt(tmp_path_factory):
+    """A randomly initialised teacher of the synthetic config."""
+    return write_random_teacher_checkpoint(
+        Config.fromfile(str(EAKD_CFG)),
+        tmp_path_factory.mktemp('teacher') / 'teacher.pth')
+
+
+def build(teacher_ckpt, device: str, **options) -> torch.nn.Module:
+    """The synthetic EA-KD model (same weights for any options), training
+    mode, on ``device``."""
+    cfg = Config.fromfile(str(EAKD_CFG))
+    cfg.model.teacher.checkpoint = str(teacher_ckpt)
+    cfg.model.update(options)
+    torch.manual_seed(1)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    return model.to(device).train()
+
+
+def batch(seed: int = 0) -> dict:
+    torch.manual_seed(seed)
+    return demo_mm_inputs(
+        batch_size=2, image_shapes=[(3, 160, 160), (3, 128, 160)],
+        num_items=[3, 2], num_classes=8)
+
+
+def loss_inputs(model) -> Dict[str, Tensor]:
+    """Record the logits the distillation loss receives, per call."""
+    seen: Dict[str, Tensor] = {}
+
+    def on_loss(module, args):
+        seen.update(student=args[0], teacher=args[1])
+
+    model.distill_loss.register_forward_pre_hook(on_loss)
+    return seen
+
+
+def losses_of(model, seed: int = 0) -> Dict[str, Tensor]:
+    data = model.data_preprocessor(batch(seed), True)
+    return model.loss(data['inputs'], data['data_samples'])
+
+
+@CUDA
+def test_mmcv_cuda_ops_match_cpu():
+    """The built CUDA kernels of the ops the detectors use agree with the
+    CPU kernels: RoIAlign (the RoI heads) and nms (every test-time head)."""
+    from mmcv.ops import RoIAlign, nms
+    torch.manual_seed(0)
+    feats = torch.randn(2, 8, 40, 48)
+    xy = torch.rand(64, 2) * 30
+    wh = torch.rand(64, 2) * 15 + 1
+    rois = torch.cat([torch.randint(0, 2, (64, 1)).float(), xy, xy + wh], 1)
+    align = RoIAlign((7, 7), spatial_scale=0.5, sampling_ratio=0)
+    torch.testing.assert_close(
+        align(feats.cuda(), rois.cuda()).cpu(), align(feats, rois),
+        atol=1e-5, rtol=1e-5)
+    boxes, scores = rois[:, 1:] * 4, torch.rand(64)
+    kept_cpu, keep_cpu = nms(boxes, scores, 0.5)
+    kept_gpu, keep_gpu = nms(boxes.cuda(), scores.cuda(), 0.5)
+    assert torch.equal(keep_gpu.cpu(), keep_cpu)
+    torch.testing.assert_close(kept_gpu.cpu(), kept_cpu)
+
+
+@CUDA
+def test_amp_optim_wrapper_skips_the_step_of_an_inf_logit(teacher_ckpt):
+    """An fp16 overflow in the student's logits makes the step's loss NaN,
+    not an exception; mmengine's AmpOptimWrapper (GradScaler) skips that
+    step and halves its scale; the next clean step updates the student."""
+    from mmengine.optim import AmpOptimWrapper
+    model = build(teacher_ckpt, 'cuda')
+    optim = AmpOptimWrapper(
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.01))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    teacher_before = {
+        n: p.detach().clone() for n, p in model.teacher.named_parameters()
+    }
+
+    def overflow(module, args, out):
+        cls_score = out[0].clone()
+        cls_score[0, 2] = float('inf')
+        return (cls_score, ) + tuple(out[1:])
+
+    handle = model.roi_head.bbox_head.register_forward_hook(overflow)
+    scale = optim.loss_scaler.get_scale()
+    log = model.train_step(batch(0), optim)
+    assert not torch.isfinite(log['loss_kd'])
+    assert optim.loss_scaler.get_scale() == scale / 2
+    for name, param in model.named_parameters():
+        assert torch.equal(param, before[name]), name
+    handle.remove()
+    log = model.train_step(batch(1), optim)
+    assert torch.isfinite(log['loss_kd'])
+    assert any(not torch.equal(p, before[n])
+               for n, p in model.named_parameters())
+    for name, param in model.teacher.named_parameters():
+        assert torch.equal(param, teacher_before[name]), name
+
+
+@pytest.mark.parametrize('device,dtype', [
+    ('cpu', 'bf16'),
+    pytest.param('cuda', 'fp16', marks=CUDA),
+    pytest.param('cuda', 'bf16', marks=CUDA),
+])
+def test_teacher_autocast(teacher_ckpt, device, dtype):
+    """``teacher_autocast``: the teacher's backbone and neck run in the low
+    precision, its head and the loss in float32, and its logits stay close
+    to the float32 teacher's on the same RoIs."""
+    low = {'fp16': torch.float16, 'bf16': torch.bfloat16}[dtype]
+    exact = build(teacher_ckpt, device)
+    cast = build(teacher_ckpt, device, teacher_autocast=dtype)
+    neck_dtypes: List[torch.dtype] = []
+    cast.teacher.neck.register_forward_hook(
+        lambda m, args, out: neck_dtypes.append(out[0].dtype))
+    seen_exact, seen_cast = loss_inputs(exact), loss_inputs(cast)
+    losses = losses_of(cast)
+    losses_of(exact)
+    assert neck_dtypes == [low]
+    assert seen_cast['teacher'].dtype == torch.float32
+    assert losses['loss_kd'].dtype == torch.float32
+    assert torch.isfinite(losses['loss_kd'])
+    # same student, same RoIs: only the teacher's precision differs
+    assert torch.equal(seen_cast['student'], seen_exact['student'])
+    scale = seen_exact['teacher'].abs().max()
+    tolerance = {torch.float16: 1e-2, torch.bfloat16: 5e-2}[low]
+    assert (seen_cast['teacher'] - seen_exact['teacher']).abs().max() <= \
+        tolerance * scale
+    losses['loss_kd'].backward()
+
+
+@pytest.mark.parametrize('device', DEVICES)
+def test_teacher_channels_last(teacher_ckpt, device):
+    """``teacher_channels_last``: the teacher's convolutions get
+    channels-last inputs and the logits equal the default layout's."""
+    default = build(teacher_ckpt, device)
+    last = build(teacher_ckpt, device, teacher_channels_last=True)
+    layouts: List[bool] = []
+    last.teacher.backbone.register_forward_pre_hook(
+        lambda m, args: layouts.append(
+            args[0].is_contiguous(memory_format=torch.channels_last)))
+    seen_default, seen_last = loss_inputs(default), loss_inputs(last)
+    losses_of(default)
+    losses = losses_of(last)
+    assert layouts == [True]
+    assert torch.isfinite(losses['loss_kd'])
+    torch.testing.assert_close(seen_last['teacher'], seen_default['teacher'],
+                               atol=1e-4, rtol=1e-4)
+
+
+def poison_teacher(model, value: float) -> Callable[[], None]:
+    """Make the teacher's first RoI logit row ``value`` (e.g. an overflow of
+    its low-precision backbone); returns the hook's remover."""
+
+    def hook(module, args, out):
+        cls_score = out[0].clone()
+        cls_score[0] = value
+        return (cls_score, ) + tuple(out[1:])
+
+    return model.teacher.roi_head.bbox_head.register_forward_hook(
+        hook).remove
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('value', [float('nan'), float('inf')])
+def test_non_finite_teacher_output(teacher_ckpt, device, value):
+    """A non-finite teacher logit makes ``loss_kd`` NaN without an
+    exception or a host read, and only that RoI's row of the student's
+    gradient NaN; ``check_finite=True`` names the row instead."""
+    model = build(teacher_ckpt, device)
+    poison_teacher(model, value)
+    seen = loss_inputs(model)
+    losses = losses_of(model)
+    assert torch.isnan(losses['loss_kd'])
+    student = seen['student'].detach().clone().requires_grad_()
+    EAKDLoss(weight_mode='ea')(student, seen['teacher']).backward()
+    finite_rows = torch.isfinite(student.grad).all(1)
+    assert not finite_rows[0]
+    assert finite_rows[1:].all()
+    with pytest.raises(ValueError, match='teacher_logits'):
+        EAKDLoss(check_finite=True)(seen['student'], seen['teacher'])
