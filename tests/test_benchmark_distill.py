@@ -111,10 +111,47 @@ def test_tools_hold_no_capture_logic():
             assert needle not in source, (name, needle)
 
 
+def test_variant_subset_sizes_and_teacher_autocast(tmp_path):
+    """What the GPU check runs: a subset of the variants, a WxH image size,
+    and the teacher-autocast variants (a model copy with the same weights);
+    ratios of variants that did not run are left out."""
+    tool = load_tool('benchmark_distill')
+    out = tmp_path / 'bench.json'
+    variants = ['student', 'teacher_forward', 'eakd', 'teacher_forward_amp',
+                'eakd_amp']
+    result = run_tool(
+        python_tool('benchmark_distill.py') + [
+            '--config', str(EAKD_CFG), '--img-size', '96x64', '--batch-size',
+            '1', '--steps', '2', '--warmup', '0', '--memory-steps', '0',
+            '--teacher-autocast', 'bf16', '--variants', *variants,
+            '--json', str(out)
+        ],
+        cwd=tmp_path, timeout=300)
+    (res, ) = json.loads(out.read_text())['results']
+    assert res['img_size'] == [64, 96] and res['teacher_autocast'] == 'bf16'
+    assert list(res['variants']) == variants
+    assert 'images 1 x 96x64 (WxH)' in result.stdout
+    ratios = res['ratios']
+    assert 'eakd_over_kd' not in ratios and 'naive_over_eakd' not in ratios
+    for key in ('teacher_forward_amp_over_teacher_forward',
+                'eakd_amp_over_eakd',
+                'eakd_amp_minus_student_over_teacher_forward_amp',
+                'eakd_minus_student_over_teacher_forward'):
+        low, high = res['ratio_intervals'][key]
+        assert low <= ratios[key] <= high, key
+    assert set(res['targets']) == {
+        'eakd_minus_student_over_teacher_forward <= 1.1'}
+
+
 @pytest.mark.parametrize('argv, match', [
     (['--steps', '0'], '--steps must be >= 1'),
     (['--warmup', '-1'], '--warmup must be >= 0'),
     (['--device', 'tpu'], '--device must be cpu or cuda'),
+    (['--img-size', '96x'], '--img-size must be a side (e.g. 320) or WxH'),
+    (['--img-size', '0x64'], '--img-size sides must be >= 1'),
+    (['--variants', 'kd', 'fast'], "unknown --variants ['fast']"),
+    (['--variants', 'eakd_amp'], 'need --teacher-autocast'),
+    (['--variants', 'eakd_cl'], 'need --channels-last'),
 ])
 def test_bad_args_fail_clearly(argv, match, capsys):
     tool = load_tool('benchmark_distill')

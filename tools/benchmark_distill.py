@@ -24,7 +24,15 @@ preprocessor, which is the same for every variant and not timed). Variants:
   ``s`` for the teacher's stage ``s``) on the teacher's samples and EA-KD on
   those logits;
 - with ``--channels-last``: ``teacher_forward_cl`` and ``eakd_cl``, the same
-  with ``teacher_channels_last=True``.
+  with ``teacher_channels_last=True``;
+- with ``--teacher-autocast fp16|bf16``: ``teacher_forward_amp`` and
+  ``eakd_amp``, the same with ``teacher_autocast`` set (a copy of the model
+  with the same weights, as for channels-last).
+
+``--variants`` times a subset (e.g. ``student teacher_forward kd eakd`` on a
+GPU, where every variant costs device time); ratios whose variants were not
+timed are left out. ``--img-size`` is a side (square images) or ``WxH``
+(e.g. ``1333x800``, mmdet's COCO training scale).
 
 All variants go through the distiller's public API (``distill_inputs`` /
 ``teacher_logits`` / its adapter's ``capture`` and ``logits``); the tool
@@ -72,7 +80,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import mmdet_eakd  # noqa: E402,F401  (first: quiets mmengine)
 import torch  # noqa: E402
@@ -82,7 +90,13 @@ from torch import Tensor  # noqa: E402
 
 VARIANTS = ('student', 'teacher_forward', 'kd', 'eakd', 'dkd', 'eadkd',
             'naive')
+#: Variants of a model copy with one teacher option set: tag -> the
+#: ``model`` key it sets (its value: True for channels-last, the
+#: ``--teacher-autocast`` dtype for amp).
+TEACHER_OPTIONS = {'cl': 'teacher_channels_last', 'amp': 'teacher_autocast'}
 CHANNELS_LAST_VARIANTS = ('teacher_forward_cl', 'eakd_cl')
+AUTOCAST_VARIANTS = ('teacher_forward_amp', 'eakd_amp')
+OPTION_VARIANTS = CHANNELS_LAST_VARIANTS + AUTOCAST_VARIANTS
 #: Softmax loss type and weight mode of each distillation variant; a config's
 #: classifier family maps the type through ``LOSS_TYPES`` (sigmoid heads have
 #: no DKD variants).
@@ -112,6 +126,16 @@ CHANNELS_LAST_RATIOS: Dict[str, tuple] = {
     'eakd_cl_over_eakd': (('eakd_cl', 'eakd'),
                           lambda m: m['eakd_cl'] / m['eakd']),
 }
+AUTOCAST_RATIOS: Dict[str, tuple] = {
+    'teacher_forward_amp_over_teacher_forward':
+    (('teacher_forward_amp', 'teacher_forward'),
+     lambda m: m['teacher_forward_amp'] / m['teacher_forward']),
+    'eakd_amp_over_eakd': (('eakd_amp', 'eakd'),
+                           lambda m: m['eakd_amp'] / m['eakd']),
+    'eakd_amp_minus_student_over_teacher_forward_amp':
+    (('eakd_amp', 'student', 'teacher_forward_amp'),
+     lambda m: (m['eakd_amp'] - m['student']) / m['teacher_forward_amp']),
+}
 #: Level and resamples of the bootstrap intervals of the ratios.
 BOOTSTRAP_LEVEL, BOOTSTRAP_RESAMPLES = 0.95, 2000
 #: Fewer rounds never resolve a target (degenerate bootstrap intervals).
@@ -124,6 +148,21 @@ TARGETS = {
 }
 
 
+def parse_img_size(text: str) -> Tuple[int, int]:
+    """``'S'`` (square) or ``'WxH'`` -> ``(height, width)``."""
+    match = re.fullmatch(r'(\d+)(?:x(\d+))?', text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            f'--img-size must be a side (e.g. 320) or WxH (e.g. 1333x800), '
+            f'got {text!r}')
+    width = int(match.group(1))
+    height = int(match.group(2)) if match.group(2) else width
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(
+            f'--img-size sides must be >= 1, got {text!r}')
+    return height, width
+
+
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Parse and check the command line."""
     parser = argparse.ArgumentParser(
@@ -134,8 +173,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='distillation config(s) (model.type RoIDistillTwoStageDetector: '
         'Faster / Mask / Cascade R-CNN; DenseDistillSingleStageDetector: '
         'RetinaNet / ATSS / GFL / FCOS)')
-    parser.add_argument('--img-size', type=int, default=320,
-                        help='side of the square synthetic images')
+    parser.add_argument('--img-size', type=parse_img_size,
+                        default=(320, 320),
+                        help='side of the square synthetic images, or WxH')
     parser.add_argument('--batch-size', type=int, default=2)
     parser.add_argument('--steps', type=int, default=20,
                         help='timed rounds (each runs every variant once)')
@@ -145,6 +185,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--channels-last', action='store_true',
         help='also time the teacher with teacher_channels_last=True')
+    parser.add_argument(
+        '--teacher-autocast', choices=('fp16', 'bf16'),
+        help='also time the teacher with teacher_autocast set to this dtype '
+        '(variants teacher_forward_amp, eakd_amp)')
+    parser.add_argument(
+        '--variants', nargs='+',
+        help='time only these variants (default: every variant of the '
+        'config, plus the option variants asked for)')
     parser.add_argument(
         '--memory-steps', type=int, default=2,
         help='steps per CPU memory subprocess; 0 skips the memory '
@@ -156,7 +204,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--json', help='write the results to this file')
     args = parser.parse_args(argv)
-    for name in ('img_size', 'batch_size', 'steps', 'memory_jobs'):
+    for name in ('batch_size', 'steps', 'memory_jobs'):
         if getattr(args, name) < 1:
             parser.error(f'--{name.replace("_", "-")} must be >= 1')
     for name in ('warmup', 'memory_steps'):
@@ -175,6 +223,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     for config in args.config:
         if not Path(config).is_file():
             parser.error(f'config {config!r} does not exist')
+    unknown = sorted(set(args.variants or ()) - set(VARIANTS + OPTION_VARIANTS))
+    if unknown:
+        parser.error(f'unknown --variants {unknown}; choose from '
+                     f'{list(VARIANTS + OPTION_VARIANTS)}')
+    for names, flag, given in ((CHANNELS_LAST_VARIANTS, '--channels-last',
+                                args.channels_last),
+                               (AUTOCAST_VARIANTS, '--teacher-autocast',
+                                args.teacher_autocast)):
+        if set(args.variants or ()) & set(names) and not given:
+            parser.error(f'--variants {" ".join(names)} need {flag}')
     return args
 
 
@@ -232,14 +290,17 @@ class DistillBench:
         cfg (Config): An offline distillation config (see
             :func:`mmdet_eakd.utils.offline_config`).
         variants (Sequence[str]): The variants to prepare.
-        img_size (int): Side of the square images.
+        img_size (tuple[int, int]): Image height and width.
         batch_size (int): Images per batch.
         device (str): Torch device.
         seed (int): Seed of the weights and the batch.
+        teacher_autocast (str, optional): ``teacher_autocast`` of the
+            ``amp`` variants' model. Defaults to None.
     """
 
-    def __init__(self, cfg: Config, variants: Sequence[str], img_size: int,
-                 batch_size: int, device: str, seed: int) -> None:
+    def __init__(self, cfg: Config, variants: Sequence[str],
+                 img_size: Tuple[int, int], batch_size: int, device: str,
+                 seed: int, teacher_autocast: Optional[str] = None) -> None:
         from mmdet.registry import MODELS
         from mmdet.testing import demo_mm_inputs
         from mmdet_eakd.distill import adapter_for, same_input_format
@@ -256,7 +317,7 @@ class DistillBench:
         num_classes = self.model.adapter.num_classes(self.model)
         data = demo_mm_inputs(
             batch_size=batch_size,
-            image_shapes=[(3, img_size, img_size)] * batch_size,
+            image_shapes=[(3, *img_size)] * batch_size,
             num_items=[NUM_GT] * batch_size,
             num_classes=num_classes)
         data = self.model.data_preprocessor(data, True)
@@ -275,19 +336,33 @@ class DistillBench:
             self.naive_adapter = adapter_for(self.naive_teacher)
             self.naive_teacher_same_inputs = same_input_format(
                 self.model.student_format, self.model.teacher_format)
-        if set(variants) & set(CHANNELS_LAST_VARIANTS):
-            cl_cfg = copy.deepcopy(cfg)
-            cl_cfg.model.teacher_channels_last = True
-            self.cl_model = self._build_model(cl_cfg)
-            self.cl_model.load_state_dict(self.model.state_dict())
-            self.cl_optim = self._optimizer(self.cl_model)
+        option_values = {'cl': True, 'amp': teacher_autocast}
+        # tag -> (model copy with that teacher option, its optimizer)
+        self.option_models: Dict[str, Tuple[torch.nn.Module,
+                                            OptimWrapper]] = {}
+        for tag, key in TEACHER_OPTIONS.items():
+            if not any(name.endswith(f'_{tag}') for name in variants):
+                continue
+            if option_values[tag] is None:
+                raise ValueError(f'The {tag} variants need teacher_autocast.')
+            option_cfg = copy.deepcopy(cfg)
+            option_cfg.model[key] = option_values[tag]
+            option_model = self._build_model(option_cfg)
+            option_model.load_state_dict(self.model.state_dict())
+            self.option_models[tag] = (option_model,
+                                       self._optimizer(option_model))
 
         self.steps: Dict[str, Callable[[], None]] = {}
         for name in variants:
-            if name not in VARIANTS + CHANNELS_LAST_VARIANTS:
+            if name not in VARIANTS + OPTION_VARIANTS:
                 raise ValueError(f'Unknown variant {name!r}.')
-            self.steps[name] = getattr(self, f'_step_{name}', None) or (
-                lambda name=name: self._distill_step(name))
+            base, _, tag = name.rpartition('_')
+            if name in OPTION_VARIANTS:
+                self.steps[name] = lambda base=base, tag=tag: (
+                    self._option_step(base, tag))
+            else:
+                self.steps[name] = getattr(self, f'_step_{name}', None) or (
+                    lambda name=name: self._distill_step(name))
 
     def _build_model(self, cfg: Config) -> torch.nn.Module:
         from mmdet.registry import MODELS
@@ -320,19 +395,20 @@ class DistillBench:
         self.model.teacher_logits(self.inputs, self.samples,
                                   self.group_samples)
 
-    def _step_teacher_forward_cl(self) -> None:
-        self.cl_model.teacher_logits(self.inputs, self.samples,
-                                     self.group_samples)
-
     def _distill_step(self, name: str) -> None:
         self.model.distill_loss = self.losses[name]
         self._update(self.model, self.optim,
                      self.model.loss(self.inputs, self.samples))
 
-    def _step_eakd_cl(self) -> None:
-        self.cl_model.distill_loss = self.losses['eakd']
-        self._update(self.cl_model, self.cl_optim,
-                     self.cl_model.loss(self.inputs, self.samples))
+    def _option_step(self, base: str, tag: str) -> None:
+        """``teacher_forward`` or ``eakd`` on the model copy of ``tag``."""
+        model, optim = self.option_models[tag]
+        if base == 'teacher_forward':
+            model.teacher_logits(self.inputs, self.samples,
+                                 self.group_samples)
+            return
+        model.distill_loss = self.losses['eakd']
+        self._update(model, optim, model.loss(self.inputs, self.samples))
 
     def _step_naive(self) -> None:
         from mmdet_eakd.distill import renormalize_for_teacher
@@ -381,9 +457,10 @@ def _proc_kib(field: str) -> int:
     return int(match.group(1))
 
 
-def cpu_peak_rss_growth(cfg: Config, variant: str, img_size: int,
+def cpu_peak_rss_growth(cfg: Config, variant: str, img_size: Tuple[int, int],
                         batch_size: int, steps: int, seed: int,
-                        threads: int) -> float:
+                        threads: int,
+                        teacher_autocast: Optional[str] = None) -> float:
     """Peak RSS growth (MiB) of ``steps`` steps of ``variant``.
 
     Meant to run in a fresh process (see the module docstring).
@@ -391,7 +468,8 @@ def cpu_peak_rss_growth(cfg: Config, variant: str, img_size: int,
     from mmdet_eakd.utils import register_modules
     torch.set_num_threads(threads)
     register_modules()
-    bench = DistillBench(cfg, [variant], img_size, batch_size, 'cpu', seed)
+    bench = DistillBench(cfg, [variant], img_size, batch_size, 'cpu', seed,
+                         teacher_autocast)
     baseline = _proc_kib('VmRSS')
     with open('/proc/self/clear_refs', 'w') as f:
         f.write('5')  # reset VmHWM to the current RSS
@@ -417,7 +495,7 @@ def cpu_memory(cfg: Config, variants: Sequence[str], args: argparse.Namespace
         futures = {
             name: pool.submit(cpu_peak_rss_growth, cfg, name, args.img_size,
                               args.batch_size, args.memory_steps, args.seed,
-                              threads)
+                              threads, args.teacher_autocast)
             for name in variants
         }
         return {name: future.result() for name, future in futures.items()}
@@ -443,8 +521,16 @@ def benchmark_config(config: str, args: argparse.Namespace,
     variants = config_variants(cfg.model.distill_loss)
     if args.channels_last:
         variants += CHANNELS_LAST_VARIANTS
+    if args.teacher_autocast:
+        variants += AUTOCAST_VARIANTS
+    if args.variants:
+        missing = sorted(set(args.variants) - set(variants))
+        if missing:
+            raise ValueError(f'{config} has no variants {missing} (its '
+                             f'variants: {variants}).')
+        variants = [name for name in variants if name in args.variants]
     bench = DistillBench(cfg, variants, args.img_size, args.batch_size,
-                         args.device, args.seed)
+                         args.device, args.seed, args.teacher_autocast)
     cuda = bench.device.type == 'cuda'
     times: Dict[str, List[float]] = {name: [] for name in variants}
     cuda_peak: Dict[str, float] = {name: 0. for name in variants}
@@ -478,9 +564,7 @@ def benchmark_config(config: str, args: argparse.Namespace,
 
     median = {name: statistics.median(values) for name, values in
               times.items()}
-    ratio_defs = dict(RATIOS)
-    if args.channels_last:
-        ratio_defs.update(CHANNELS_LAST_RATIOS)
+    ratio_defs = dict(RATIOS, **CHANNELS_LAST_RATIOS, **AUTOCAST_RATIOS)
     ratio_defs = {key: value for key, value in ratio_defs.items()
                   if set(value[0]) <= set(variants)}
     bootstrap = dict(level=BOOTSTRAP_LEVEL, resamples=BOOTSTRAP_RESAMPLES,
@@ -497,7 +581,7 @@ def benchmark_config(config: str, args: argparse.Namespace,
             judged[key] = dict(value=value, interval=[low, high])
     ratios = {key: result['value'] for key, result in judged.items()}
     ratios['memory_over_student'] = {
-        name: _ratio(memory[name], memory['student'])
+        name: _ratio(memory[name], memory.get('student'))
         for name in variants
     }
     targets = {
@@ -505,12 +589,13 @@ def benchmark_config(config: str, args: argparse.Namespace,
             verdict=judged[key]['verdict'],
             interval=judged[key]['interval'],
             rounds_to_resolve=judged[key]['rounds_to_resolve'])
-        for key, (op, bound) in TARGETS.items()
+        for key, (op, bound) in TARGETS.items() if key in judged
     }
     return dict(
         config=config,
         teacher=str(Config.fromfile(config).model.teacher.config),
-        img_size=args.img_size,
+        img_size=list(args.img_size),
+        teacher_autocast=args.teacher_autocast,
         batch_size=args.batch_size,
         steps=args.steps,
         warmup=args.warmup,
@@ -559,8 +644,9 @@ def format_table(result: Dict) -> str:
     """The printed table of one config's result."""
     lines = [
         f"{result['config']}  (teacher {result['teacher']})",
-        f"images {result['batch_size']} x {result['img_size']}x"
-        f"{result['img_size']}, {result['num_rois']} distilled samples (RoIs "
+        f"images {result['batch_size']} x {result['img_size'][1]}x"
+        f"{result['img_size'][0]} (WxH), {result['num_rois']} distilled "
+        'samples (RoIs '
         'or locations, all groups), median of '
         f"{result['steps']} interleaved steps after {result['warmup']} "
         'warm-up rounds',
