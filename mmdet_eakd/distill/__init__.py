@@ -1,8 +1,8 @@
 """Distillation core (teacher, inputs, KD loss) and head-family adapters."""
 from .adapters import (DistillAdapter, GroupCapture, LogitGroup, RoISamples,
                        UnsupportedPairError, adapter_for, register_adapter)
-from .core import (DISTILL_ARGS, KD_LOSS, DistillerMixin, DistillInputs,
-                   is_distill_config, student_model_config)
+from .core import (DISTILL_ARGS, KD_LOSS, TEACHER_UNUSABLE, DistillerMixin,
+                   DistillInputs, is_distill_config, student_model_config)
 from .teacher import (InputFormat, build_teacher, input_format,
                       load_teacher_config, renormalize_for_teacher,
                       same_input_format)
@@ -10,7 +10,7 @@ from .teacher import (InputFormat, build_teacher, input_format,
 __all__ = [
     'DistillAdapter', 'GroupCapture', 'LogitGroup', 'RoISamples',
     'UnsupportedPairError', 'adapter_for', 'register_adapter', 'DISTILL_ARGS',
-    'KD_LOSS', 'DistillerMixin', 'DistillInputs', 'is_distill_config',
+    'KD_LOSS', 'TEACHER_UNUSABLE', 'DistillerMixin', 'DistillInputs', 'is_distill_config',
     'student_model_config', 'InputFormat', 'build_teacher', 'input_format',
     'load_teacher_config', 'renormalize_for_teacher', 'same_input_format'
 ]

@@ -31,6 +31,10 @@ DISTILL_ARGS = ('teacher', 'distill_loss', 'teacher_autocast',
                 'teacher_channels_last')
 #: Name of the KD loss in the loss dict (per group: ``f'{group}.loss_kd'``).
 KD_LOSS = 'loss_kd'
+#: Logged (not summed) count of the step's samples left out of the KD loss
+#: because the teacher's logits there are no distribution (e.g. an fp16
+#: overflow under ``teacher_autocast``).
+TEACHER_UNUSABLE = 'teacher_unusable'
 
 _AUTOCAST_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
 
@@ -46,6 +50,33 @@ class DistillInputs(NamedTuple):
     """
     losses: Dict[str, Tensor]
     groups: List[LogitGroup]
+
+
+def usable_teacher_rows(logits: Tensor, classifier: str) -> Tensor:
+    """Which rows of teacher logits are a distribution to distill from.
+
+    Computed on the device (no host read). Softmax: no NaN, no ``+inf`` and
+    not every logit ``-inf``, i.e. a finite row maximum. Sigmoid: no NaN
+    (``+-inf`` are the probabilities 1 and 0).
+
+    Args:
+        logits (Tensor): Teacher logits, shape (N, C).
+        classifier (str): ``'softmax'`` or ``'sigmoid'``.
+
+    Returns:
+        Tensor: Shape (N,), bool.
+    """
+    if classifier == 'sigmoid':
+        return ~torch.isnan(logits).any(dim=1)
+    return torch.isfinite(logits.amax(dim=1))
+
+
+def masked_rows(logits: Tensor, keep: Tensor) -> Tensor:
+    """``logits`` with the rows not in ``keep`` (shape (N,), bool) set to
+    zero: a finite input whose terms are masked out afterwards, so that
+    neither their values nor their gradients (NaN times a zero gradient is
+    NaN) reach the loss."""
+    return torch.where(keep[:, None], logits, logits.new_zeros(()))
 
 
 def check_loss_classifier(loss: torch.nn.Module,
@@ -255,20 +286,32 @@ class DistillerMixin:
                 'adapter no samples to distill.')
         teacher = self.teacher_logits(batch_inputs, batch_data_samples,
                                       [group.samples for group in captured])
-        groups = [
-            LogitGroup(group.name, group.student, logits, group.labels,
-                       group.valid, group.weight, group.samples)
-            for group, logits in zip(captured, teacher)
-        ]
+        groups, unusable = [], []
+        for group, logits in zip(captured, teacher):
+            # A teacher row that is no distribution never reaches the
+            # student: it leaves ``valid`` and is zeroed (no host read).
+            usable = usable_teacher_rows(logits, self.adapter.classifier)
+            unusable.append((~usable).sum())
+            groups.append(
+                LogitGroup(group.name, group.student,
+                           masked_rows(logits, usable), group.labels,
+                           group.valid & usable, group.weight, group.samples))
+        losses[TEACHER_UNUSABLE] = torch.stack(unusable).sum().float()
         return DistillInputs(losses, groups)
 
     def _kd_loss(self, group: LogitGroup) -> Tuple[Tensor, EAStats]:
-        """The distillation loss of one group's valid samples and their
-        per-sample statistics (the one place that calls the loss module)."""
+        """The distillation loss of one group's valid samples (their mean)
+        and the per-sample statistics of every sample (the one place that
+        calls the loss module). Invalid samples are masked, not indexed out:
+        nothing is read on the host."""
         valid = group.valid
-        student, teacher = group.student[valid], group.teacher[valid]
-        return (self.distill_loss(student, teacher, group.labels[valid]),
-                self.distill_loss.ea_stats(student, teacher))
+        student = masked_rows(group.student, valid)
+        teacher = masked_rows(group.teacher, valid)
+        per_sample = self.distill_loss(student, teacher, group.labels,
+                                       reduction_override='none')
+        loss = (torch.where(valid, per_sample, per_sample.new_zeros(())).sum()
+                / valid.sum().clamp(min=1))
+        return loss, self.distill_loss.ea_stats(student, teacher)
 
     def distill_losses(self, groups: Sequence[LogitGroup]
                        ) -> Dict[str, Tensor]:
@@ -276,24 +319,28 @@ class DistillerMixin:
 
         Returns:
             dict[str, Tensor]: ``loss_kd`` = sum over groups of the group's
-            weight times its loss; for named groups also
-            ``f'{name}.loss_kd'`` (that weighted term, logged only: see
-            :meth:`parse_losses`); ``ea_weight``, ``entropy_t`` and
-            ``entropy_s``: means over all valid samples (detached).
+            weight times its loss (the mean over its valid samples); for
+            named groups also ``f'{name}.loss_kd'`` (that weighted term,
+            logged only: see :meth:`parse_losses`); ``ea_weight``,
+            ``entropy_t`` and ``entropy_s``: means over all valid samples
+            (detached).
         """
         losses: Dict[str, Tensor] = {}
         total: Optional[Tensor] = None
-        stats: List[EAStats] = []
+        sums: Dict[str, Tensor] = {}
         for group in groups:
             loss, group_stats = self._kd_loss(group)
             weighted = group.weight * loss
             if group.name:
                 losses[f'{group.name}.{KD_LOSS}'] = weighted
             total = weighted if total is None else total + weighted
-            stats.append(group_stats)
+            for name, value in group_stats._asdict().items():
+                value = torch.where(group.valid, value,
+                                    value.new_zeros(())).sum()
+                sums[name] = value if name not in sums else sums[name] + value
         losses[KD_LOSS] = total
-        losses.update(
-            EAStats(*(torch.cat(values) for values in zip(*stats))).means())
+        count = sum(group.valid.sum() for group in groups).clamp(min=1)
+        losses.update((name, value / count) for name, value in sums.items())
         return losses
 
     def loss(self, batch_inputs: Tensor,

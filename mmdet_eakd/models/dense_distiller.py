@@ -10,7 +10,7 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import reduce_mean
 from ..distill import DISTILL_ARGS, KD_LOSS, DistillerMixin, LogitGroup
-from ..distill.core import DistillInputs
+from ..distill.core import DistillInputs, masked_rows
 
 #: Which locations are distilled (``distill_locations``).
 LOCATIONS: Tuple[str, ...] = ('all', 'positives', 'teacher_gated')
@@ -157,11 +157,10 @@ class DenseDistillSingleStageDetector(DistillerMixin, SingleStageDetector):
         num_classes = self.bbox_head.num_classes
         selected = group.valid
         positive = (group.labels >= 0) & (group.labels < num_classes)
+        student = masked_rows(group.student, selected)
+        teacher = masked_rows(group.teacher, selected)
         per_location = self.distill_loss(
-            group.student,
-            group.teacher,
-            group.labels,
-            reduction_override='none')
+            student, teacher, group.labels, reduction_override='none')
         per_location = torch.where(selected, per_location,
                                    per_location.new_zeros(()))
         num_pos = reduce_mean(positive.sum().to(per_location.dtype))
@@ -169,7 +168,7 @@ class DenseDistillSingleStageDetector(DistillerMixin, SingleStageDetector):
             KD_LOSS: group.weight * per_location.sum() / num_pos.clamp(min=1)
         }
         count = selected.sum().clamp(min=1)
-        stats = self.distill_loss.ea_stats(group.student, group.teacher)
+        stats = self.distill_loss.ea_stats(student, teacher)
         for name, value in stats._asdict().items():
             losses[name] = torch.where(selected, value,
                                        value.new_zeros(())).sum() / count
