@@ -1,6 +1,8 @@
 # Copyright (c) mmdet-eakd contributors. All rights reserved.
-"""EA-KD losses: pure math in :mod:`.functional`, registered modules."""
+"""EA-KD losses: pure math in :mod:`.functional` (classification) and
+:mod:`.ld_functional` (box distributions), registered modules."""
 from .ea_kd_loss import LOSS_TYPES, EADKDLoss, EAKDLoss, SigmoidEAKDLoss
+from .ea_ld_loss import BOX_DISTRIBUTION, EALDLoss
 from .functional import (EA_STAT_NAMES, SIGMOID_ENTROPY_TEMPERATURE,
                          SIGMOID_ENTROPY_UPPER_BOUND, STANDARDIZATION_EPS,
                          WEIGHT_MODES, EAStats, binary_softened_entropy,
@@ -9,6 +11,13 @@ from .functional import (EA_STAT_NAMES, SIGMOID_ENTROPY_TEMPERATURE,
                          kd_loss_per_sample, sigmoid_ea_kd_loss_per_sample,
                          sigmoid_ea_statistics, sigmoid_kd_loss_per_sample,
                          softened_entropy, standardize_logits)
+from .ld_functional import (BIN_REDUCTIONS, GFL_REG_MAX,
+                            LD_ENTROPY_TEMPERATURE, LD_TEMPERATURE, NUM_EDGES,
+                            LossAndStats, ea_ld_loss_and_statistics,
+                            ea_ld_loss_per_location, ea_ld_statistics,
+                            edge_entropies, edge_logits,
+                            ld_entropy_upper_bound, ld_loss_per_edge,
+                            ld_loss_per_location, location_entropy)
 
 __all__ = [
     'LOSS_TYPES', 'EAKDLoss', 'EADKDLoss', 'SigmoidEAKDLoss', 'WEIGHT_MODES',
@@ -18,5 +27,11 @@ __all__ = [
     'dkd_loss_per_sample', 'standardize_logits', 'ea_kd_loss_per_sample',
     'ea_dkd_loss_per_sample', 'binary_softened_entropy',
     'sigmoid_kd_loss_per_sample', 'sigmoid_ea_statistics',
-    'sigmoid_ea_kd_loss_per_sample'
+    'sigmoid_ea_kd_loss_per_sample', 'EALDLoss', 'BOX_DISTRIBUTION',
+    'BIN_REDUCTIONS', 'GFL_REG_MAX', 'LD_ENTROPY_TEMPERATURE',
+    'LD_TEMPERATURE',
+    'NUM_EDGES', 'LossAndStats', 'ld_entropy_upper_bound', 'edge_logits',
+    'edge_entropies', 'location_entropy', 'ld_loss_per_edge',
+    'ld_loss_per_location', 'ea_ld_statistics', 'ea_ld_loss_and_statistics',
+    'ea_ld_loss_per_location'
 ]
