@@ -167,3 +167,18 @@ def with_numpy_module(checkpoint: Path, module: str, out: Path) -> Path:
                 data = rewrite(data)
             dst.writestr(info, data)
     return out
+
+
+def record_loss_calls(loss) -> List[Dict[str, object]]:
+    """Record what the distiller passes to its loss module: one dict
+    (``student``, ``teacher``, ``labels``) per ``loss_and_stats`` call, in
+    call order (a group's samples, invalid ones masked)."""
+    calls: List[Dict[str, object]] = []
+    original = loss.loss_and_stats
+
+    def recording(student, teacher, labels=None, **kwargs):
+        calls.append(dict(student=student, teacher=teacher, labels=labels))
+        return original(student, teacher, labels, **kwargs)
+
+    loss.loss_and_stats = recording
+    return calls

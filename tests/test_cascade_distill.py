@@ -4,7 +4,7 @@ Also the adapter interface shared by every head family.
 """
 import pytest
 import torch
-from conftest import SYNTHETIC_CONFIGS
+from conftest import SYNTHETIC_CONFIGS, record_loss_calls
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 
@@ -122,15 +122,13 @@ def test_stage_rois_are_classified_by_the_teacher(checkpoints, teacher):
 def test_stage_kd_is_weighted_logged_and_counted_once(checkpoints):
     model = build(checkpoints)
     data = model.data_preprocessor(batch(1), True)
-    seen = []
-    model.distill_loss.register_forward_pre_hook(
-        lambda m, args, kwargs: seen.append(args[:3]), with_kwargs=True)
+    seen = record_loss_calls(model.distill_loss)
     losses = model.loss(data['inputs'], data['data_samples'])
     weights = model.roi_head.stage_loss_weights
     assert len(seen) == 3
-    for stage, (student, teacher, labels) in enumerate(list(seen)):
-        expected = weights[stage] * model.distill_loss(student, teacher,
-                                                       labels)
+    for stage, call in enumerate(seen):
+        expected = weights[stage] * model.distill_loss(
+            call['student'], call['teacher'], call['labels'])
         torch.testing.assert_close(losses[f's{stage}.loss_kd'], expected)
     torch.testing.assert_close(
         losses['loss_kd'], sum(losses[f's{s}.loss_kd'] for s in range(3)))

@@ -10,7 +10,7 @@ from typing import Callable, Dict, List
 
 import pytest
 import torch
-from conftest import SYNTHETIC_CONFIGS
+from conftest import SYNTHETIC_CONFIGS, record_loss_calls
 from mmengine.config import Config
 from torch import Tensor
 
@@ -55,15 +55,6 @@ def batch(seed: int = 0) -> dict:
         num_items=[3, 2], num_classes=8)
 
 
-def loss_inputs(model) -> Dict[str, Tensor]:
-    """Record the logits the distillation loss receives, per call."""
-    seen: Dict[str, Tensor] = {}
-
-    def on_loss(module, args):
-        seen.update(student=args[0], teacher=args[1])
-
-    model.distill_loss.register_forward_pre_hook(on_loss)
-    return seen
 
 
 def losses_of(model, seed: int = 0) -> Dict[str, Tensor]:
@@ -142,9 +133,11 @@ def test_teacher_autocast(teacher_ckpt, device, dtype):
     neck_dtypes: List[torch.dtype] = []
     cast.teacher.neck.register_forward_hook(
         lambda m, args, out: neck_dtypes.append(out[0].dtype))
-    seen_exact, seen_cast = loss_inputs(exact), loss_inputs(cast)
+    calls_exact, calls_cast = (record_loss_calls(exact.distill_loss),
+                                record_loss_calls(cast.distill_loss))
     losses = losses_of(cast)
     losses_of(exact)
+    (seen_cast, ), (seen_exact, ) = calls_cast, calls_exact
     assert neck_dtypes == [low]
     assert seen_cast['teacher'].dtype == torch.float32
     assert losses['loss_kd'].dtype == torch.float32
@@ -169,9 +162,11 @@ def test_teacher_channels_last(teacher_ckpt, device):
     last.teacher.backbone.register_forward_pre_hook(
         lambda m, args: layouts.append(
             args[0].is_contiguous(memory_format=torch.channels_last)))
-    seen_default, seen_last = loss_inputs(default), loss_inputs(last)
+    calls_default, calls_last = (record_loss_calls(default.distill_loss),
+                                  record_loss_calls(last.distill_loss))
     losses_of(default)
     losses = losses_of(last)
+    (seen_default, ), (seen_last, ) = calls_default, calls_last
     assert layouts == [True]
     assert torch.isfinite(losses['loss_kd'])
     # other conv kernels (TF32 on a GPU): close, not equal; a misread layout

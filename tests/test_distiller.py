@@ -3,7 +3,7 @@ import copy
 
 import pytest
 import torch
-from conftest import SYNTHETIC_CONFIGS
+from conftest import SYNTHETIC_CONFIGS, record_loss_calls
 from mmengine.config import Config
 from mmengine.optim import OptimWrapper
 
@@ -87,22 +87,21 @@ def test_teacher_sees_exactly_the_student_rois(model):
     seen = {}
     calls = []
 
-    def on_loss(module, args):
-        seen.update(student=args[0], teacher=args[1], labels=args[2])
-
     def on_extractor(module, args):
         seen.setdefault('rois', args[1])
 
     def on_bbox_head(module, args, out):
         calls.append(out[0])
 
+    loss_calls = record_loss_calls(model.distill_loss)
     # pre-hooks return None: they must not replace the arguments
-    model.distill_loss.register_forward_pre_hook(on_loss)
     model.roi_head.bbox_roi_extractor.register_forward_pre_hook(on_extractor)
     model.roi_head.bbox_head.register_forward_hook(on_bbox_head)
     model.train()
     data = model.data_preprocessor(batch(2), True)
     losses = model.loss(data['inputs'], data['data_samples'])
+    (call, ) = loss_calls
+    seen.update(call)
     assert len(calls) == 1
     # the box head's logits of that one pass (its valid rows: all of them)
     assert torch.equal(seen['student'], calls[0])
@@ -172,15 +171,11 @@ def test_low_precision_logits_give_float32_loss(teacher_ckpt):
         dict(distill_model_cfg(teacher_ckpt), teacher_autocast='bf16'))
     model.roi_head.bbox_head.register_forward_hook(
         lambda m, args, out: (out[0].to(torch.bfloat16), out[1]))
-    seen = {}
-
-    def on_loss(module, args):
-        seen.update(student=args[0], teacher=args[1])
-
-    model.distill_loss.register_forward_pre_hook(on_loss)
+    loss_calls = record_loss_calls(model.distill_loss)
     model.train()
     data = model.data_preprocessor(batch(4), True)
     losses = model.loss(data['inputs'], data['data_samples'])
+    (seen, ) = loss_calls
     assert seen['student'].dtype == torch.bfloat16
     assert seen['teacher'].dtype == torch.float32
     assert losses['loss_kd'].dtype == torch.float32

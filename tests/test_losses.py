@@ -906,4 +906,34 @@ def test_benchmark_script_smoke(tmp_path, capsys):
     assert results['ratio_ea_kd_over_kd'] > 0
     assert results['ratio_ea_dkd_over_dkd'] > 0
     assert results['ratio_stats_overhead'] > 0
-    assert '(EA-KD + ea_stats) / EA-KD' in printed
+    assert 'EA-KD loss_and_stats / EA-KD' in printed
+
+
+@pytest.mark.parametrize('mode', WEIGHT_MODES)
+@pytest.mark.parametrize('reduction', ['none', 'mean', 'sum'])
+def test_loss_and_stats_is_forward_and_ea_stats_in_one_pass(
+        mode, reduction, monkeypatch):
+    """``loss_and_stats`` gives exactly ``forward``'s loss and ``ea_stats``'s
+    statistics (every loss, mode and reduction), computing each entropy once
+    (2 calls: teacher and student) where the two calls compute them again."""
+    from mmdet_eakd.losses import SigmoidEAKDLoss, functional
+    zs = logits(7, 9, seed=3, dtype=torch.float32)
+    zt = logits(7, 9, scale=3, seed=4, dtype=torch.float32)
+    labels = labels_for(7, 9)
+    calls = []
+    for name in ('softened_entropy', 'binary_softened_entropy'):
+        original = getattr(functional, name)
+        monkeypatch.setattr(
+            functional, name,
+            lambda *a, original=original: calls.append(1) or original(*a))
+    for module, args in ((EAKDLoss(weight_mode=mode), ()),
+                         (EADKDLoss(weight_mode=mode), (labels, )),
+                         (SigmoidEAKDLoss(weight_mode=mode), ())):
+        calls.clear()
+        loss, stats = module.loss_and_stats(zs, zt, *args,
+                                            reduction_override=reduction)
+        assert len(calls) == 2
+        assert torch.equal(loss, module(zs, zt, *args,
+                                        reduction_override=reduction))
+        for ours, theirs in zip(stats, module.ea_stats(zs, zt)):
+            assert torch.equal(ours, theirs)

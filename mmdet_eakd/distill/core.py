@@ -111,10 +111,10 @@ class DistillerMixin:
         teacher (dict): ``config`` (config path, ``mmdet::`` name or config
             dict) and ``checkpoint`` (path or URL) of the trained teacher.
         distill_loss (dict): Config of the distillation loss module (e.g.
-            ``EAKDLoss``), called as ``loss(student_logits, teacher_logits,
-            labels)`` on each group's valid samples; its
-            ``ea_stats(student_logits, teacher_logits)`` gives the logged
-            statistics.
+            ``EAKDLoss``), called per group as ``loss.loss_and_stats(
+            student_logits, teacher_logits, labels,
+            reduction_override='none')``: per-sample terms and the logged
+            per-sample statistics from one pass (invalid samples masked).
         teacher_autocast (str, optional): ``'fp16'`` or ``'bf16'`` to run the
             teacher's backbone and neck under autocast (its head and the loss
             stay float32). Defaults to None (the student's precision).
@@ -301,17 +301,17 @@ class DistillerMixin:
 
     def _kd_loss(self, group: LogitGroup) -> Tuple[Tensor, EAStats]:
         """The distillation loss of one group's valid samples (their mean)
-        and the per-sample statistics of every sample (the one place that
-        calls the loss module). Invalid samples are masked, not indexed out:
+        and the per-sample statistics of every sample, from one computation
+        of the entropies (the one place that calls the loss module). Invalid samples are masked, not indexed out:
         nothing is read on the host."""
         valid = group.valid
         student = masked_rows(group.student, valid)
         teacher = masked_rows(group.teacher, valid)
-        per_sample = self.distill_loss(student, teacher, group.labels,
-                                       reduction_override='none')
+        per_sample, stats = self.distill_loss.loss_and_stats(
+            student, teacher, group.labels, reduction_override='none')
         loss = (torch.where(valid, per_sample, per_sample.new_zeros(())).sum()
                 / valid.sum().clamp(min=1))
-        return loss, self.distill_loss.ea_stats(student, teacher)
+        return loss, stats
 
     def distill_losses(self, groups: Sequence[LogitGroup]
                        ) -> Dict[str, Tensor]:

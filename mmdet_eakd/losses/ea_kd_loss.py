@@ -16,7 +16,7 @@ skips the step. ``check_finite=True`` checks the values on the host instead,
 for direct use.
 """
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from mmdet.models.losses.utils import weight_reduce_loss
@@ -220,8 +220,9 @@ class _EADistillLoss(nn.Module):
         raise NotImplementedError
 
     def _per_sample(self, student_logits: Tensor, teacher_logits: Tensor,
-                    labels: Optional[Tensor]) -> Tensor:
-        """Per-sample weighted terms, shape (N,), from checked inputs."""
+                    labels: Optional[Tensor], weight_mode: str) -> Tensor:
+        """Per-sample terms weighted in ``weight_mode``, shape (N,), from
+        checked inputs (``'none'``: the unweighted terms, no entropy)."""
         raise NotImplementedError
 
     def _statistics(self, student_logits: Tensor,
@@ -262,12 +263,51 @@ class _EADistillLoss(nn.Module):
             'sum' (a zero still connected to ``student_logits``'s graph when
             N = 0), shape (N,) for 'none'.
         """
+        reduction = self._check_call(student_logits, teacher_logits,
+                                     reduction_override)
+        return self._reduce(
+            self._per_sample(student_logits, teacher_logits, labels,
+                             self.weight_mode), weight, avg_factor, reduction)
+
+    def loss_and_stats(self,
+                       student_logits: Tensor,
+                       teacher_logits: Tensor,
+                       labels: Optional[Tensor] = None,
+                       weight: Optional[Tensor] = None,
+                       avg_factor: Optional[float] = None,
+                       reduction_override: Optional[str] = None
+                       ) -> Tuple[Tensor, EAStats]:
+        """:meth:`forward` and :meth:`ea_stats` of one call, from one
+        computation of the entropies (what the distiller uses in training).
+
+        Args: as :meth:`forward`.
+
+        Returns:
+            tuple[Tensor, EAStats]: The loss, equal to :meth:`forward`'s, and
+            the per-sample statistics, equal to :meth:`ea_stats`'s.
+        """
+        reduction = self._check_call(student_logits, teacher_logits,
+                                     reduction_override)
+        stats = self._statistics(student_logits, teacher_logits)
+        terms = self._per_sample(student_logits, teacher_logits, labels,
+                                 'none')
+        loss = self._reduce(stats.ea_weight.to(terms.dtype) * terms, weight,
+                            avg_factor, reduction)
+        return loss, stats
+
+    def _check_call(self, student_logits: Tensor, teacher_logits: Tensor,
+                    reduction_override: Optional[str]) -> str:
+        """Check a call's logits and reduction; return the reduction."""
         _check('reduction_override', reduction_override,
                reduction_override in (None, ) + REDUCTIONS,
                f'None or one of {REDUCTIONS}')
         self._check_logits(student_logits, teacher_logits)
-        reduction = reduction_override or self.reduction
-        loss = self._per_sample(student_logits, teacher_logits, labels)
+        return reduction_override or self.reduction
+
+    def _reduce(self, loss: Tensor, weight: Optional[Tensor],
+                avg_factor: Optional[float], reduction: str) -> Tensor:
+        """``loss_weight`` times mmdet's weighted reduction of the
+        per-sample ``loss`` (shape (N,))."""
         if weight is not None:
             _check('weight', getattr(weight, 'shape', type(weight)),
                    isinstance(weight, Tensor) and weight.shape == loss.shape,
@@ -377,14 +417,14 @@ class EAKDLoss(_SoftmaxEADistillLoss):
     """
 
     def _per_sample(self, student_logits: Tensor, teacher_logits: Tensor,
-                    labels: Optional[Tensor]) -> Tensor:
+                    labels: Optional[Tensor], weight_mode: str) -> Tensor:
         """Per-sample EA-KD terms; ``labels`` are not used."""
         return ea_kd_loss_per_sample(
             student_logits,
             teacher_logits,
             temperature=self.temperature,
             entropy_temperature=self.entropy_temperature,
-            weight_mode=self.weight_mode,
+            weight_mode=weight_mode,
             entropy_upper_bound=self.entropy_upper_bound,
             logit_standardization=self.logit_standardization)
 
@@ -418,7 +458,7 @@ class EADKDLoss(_SoftmaxEADistillLoss):
         self.beta = beta
 
     def _per_sample(self, student_logits: Tensor, teacher_logits: Tensor,
-                    labels: Optional[Tensor]) -> Tensor:
+                    labels: Optional[Tensor], weight_mode: str) -> Tensor:
         """Per-sample EA-DKD terms."""
         _check_labels(labels, *student_logits.shape)
         return ea_dkd_loss_per_sample(
@@ -429,7 +469,7 @@ class EADKDLoss(_SoftmaxEADistillLoss):
             beta=self.beta,
             temperature=self.temperature,
             entropy_temperature=self.entropy_temperature,
-            weight_mode=self.weight_mode,
+            weight_mode=weight_mode,
             entropy_upper_bound=self.entropy_upper_bound,
             logit_standardization=self.logit_standardization)
 
@@ -493,14 +533,14 @@ class SigmoidEAKDLoss(_EADistillLoss):
         _check_finite_sigmoid_values(student_logits, teacher_logits)
 
     def _per_sample(self, student_logits: Tensor, teacher_logits: Tensor,
-                    labels: Optional[Tensor]) -> Tensor:
+                    labels: Optional[Tensor], weight_mode: str) -> Tensor:
         """Per-sample sigmoid EA-KD terms; ``labels`` are not used."""
         return sigmoid_ea_kd_loss_per_sample(
             student_logits,
             teacher_logits,
             temperature=self.temperature,
             entropy_temperature=self.entropy_temperature,
-            weight_mode=self.weight_mode,
+            weight_mode=weight_mode,
             entropy_upper_bound=self.entropy_upper_bound)
 
     def _statistics(self, student_logits: Tensor,

@@ -159,7 +159,7 @@ class DenseDistillSingleStageDetector(DistillerMixin, SingleStageDetector):
         positive = (group.labels >= 0) & (group.labels < num_classes)
         student = masked_rows(group.student, selected)
         teacher = masked_rows(group.teacher, selected)
-        per_location = self.distill_loss(
+        per_location, stats = self.distill_loss.loss_and_stats(
             student, teacher, group.labels, reduction_override='none')
         per_location = torch.where(selected, per_location,
                                    per_location.new_zeros(()))
@@ -168,7 +168,6 @@ class DenseDistillSingleStageDetector(DistillerMixin, SingleStageDetector):
             KD_LOSS: group.weight * per_location.sum() / num_pos.clamp(min=1)
         }
         count = selected.sum().clamp(min=1)
-        stats = self.distill_loss.ea_stats(student, teacher)
         for name, value in stats._asdict().items():
             losses[name] = torch.where(selected, value,
                                        value.new_zeros(())).sum() / count
