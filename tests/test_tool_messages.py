@@ -11,7 +11,7 @@ import torch
 from conftest import ROOT, SYNTHETIC_CONFIGS, TINY, data_overrides, python_tool
 from mmengine.runner import CheckpointLoader
 
-from mmdet_eakd.engine import CheckpointDownloadError
+from mmdet_eakd.downloads import CheckpointDownloadError
 from mmdet_eakd.distill.teacher import load_teacher_checkpoint
 
 #: Nothing listens on port 1: the connection is refused at once, offline or not.

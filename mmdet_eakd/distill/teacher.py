@@ -12,7 +12,7 @@ from torch import Tensor
 
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
-from ..engine.downloads import CheckpointDownloadError, download_error
+from ..downloads import CheckpointDownloadError, download_error
 
 
 def load_teacher_config(config: Union[str, dict, Config]) -> Config:

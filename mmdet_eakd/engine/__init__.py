@@ -1,17 +1,15 @@
 from .checkpoint import allow_mmengine_checkpoints, mmengine_checkpoint_globals
-from .downloads import (CheckpointDownloadError, download_error,
-                        report_failed_downloads)
 from .hooks import TorchSafeCheckpointHook
 from .mmdet_tools import (RunnerGate, bind_runner, load_mmdet_tool,
-                          mmdet_tool_candidates, tool_runner_class)
+                          mmdet_tool_candidates, run_mmdet_tool,
+                          tool_runner_class)
 from .runner import EAKDRunner, StudentRunner, destroy_process_group
 from .threads import cpu_thread_share, share_cpu_threads
 
 __all__ = [
     'allow_mmengine_checkpoints', 'mmengine_checkpoint_globals',
-    'CheckpointDownloadError', 'download_error', 'report_failed_downloads',
     'RunnerGate', 'bind_runner', 'load_mmdet_tool', 'mmdet_tool_candidates',
-    'tool_runner_class', 'EAKDRunner',
+    'run_mmdet_tool', 'tool_runner_class', 'EAKDRunner',
     'StudentRunner', 'TorchSafeCheckpointHook', 'destroy_process_group',
     'cpu_thread_share', 'share_cpu_threads'
 ]

@@ -23,7 +23,7 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from mmdet.registry import RUNNERS
-from ..models import student_model_config
+from ..distill import student_model_config
 from .hooks import TorchSafeCheckpointHook
 from .threads import share_cpu_threads
 
@@ -62,8 +62,10 @@ class EAKDRunner(Runner):
         if self.launcher != 'pytorch':
             raise RuntimeError(
                 f'Distributed training with launcher={self.launcher!r} needs '
-                'CUDA, and this torch has none. On a CPU machine use '
-                'tools/dist_train.sh (torchrun, launcher "pytorch").')
+                'CUDA, and this torch has none. On a CPU machine start it '
+                'with torchrun and launcher "pytorch": tools/dist_train.sh '
+                'CONFIG N, or torchrun --nproc_per_node N -m '
+                'mmdet_eakd.train CONFIG --launcher pytorch.')
         dist_cfg = dict(env_cfg.get('dist_cfg', {}))
         backend = dist_cfg.pop('backend', 'nccl')
         timeout = dist_cfg.pop('timeout', None)
@@ -102,7 +104,7 @@ class StudentRunner(EAKDRunner):
     """``EAKDRunner`` that evaluates a distillation config as its student.
 
     The teacher is dropped from ``cfg.model`` before the model is built (see
-    :func:`mmdet_eakd.models.student_model_config`), so testing and inference
+    :func:`mmdet_eakd.distill.student_model_config`), so testing and inference
     never build or load it.
     """
 
