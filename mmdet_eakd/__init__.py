@@ -2,10 +2,15 @@
 
 Importing the package registers its modules in mmdet's registries, so a config
 only needs ``custom_imports=dict(imports=['mmdet_eakd'],
-allow_failed_imports=False)``. It also lets ``torch.load`` read the
-checkpoints of plain mmengine (see :mod:`mmdet_eakd.engine.checkpoint`) and
-turns a failed checkpoint download into one clear error (see
-:mod:`mmdet_eakd.engine.downloads`).
+allow_failed_imports=False)``. It also lets mmengine resolve the shipped
+configs by name (``_base_ = 'mmdet_eakd::configs/...'``, see
+:mod:`mmdet_eakd.scope`), lets ``torch.load`` read the checkpoints of plain
+mmengine (see :mod:`mmdet_eakd.engine.checkpoint`) and turns a failed
+checkpoint download into one clear error (see :mod:`mmdet_eakd.downloads`).
+
+Train and test, configs by path or by name, with mmdet's command line:
+``python -m mmdet_eakd.train CONFIG`` and
+``python -m mmdet_eakd.test CONFIG CHECKPOINT``.
 """
 import warnings
 
@@ -16,9 +21,11 @@ warnings.filterwarnings(
     'ignore', message='pkg_resources is deprecated as an API',
     category=UserWarning, module=r'mmengine\.|importlib$')
 
-from . import datasets, engine, losses, models  # noqa: E402,F401  (registration)
+from . import (datasets, downloads, engine, losses,  # noqa: E402,F401
+               models, scope)  # (registration)
 
+scope.register_config_scope()
 engine.allow_mmengine_checkpoints()
-engine.report_failed_downloads()
+downloads.report_failed_downloads()
 
 __version__ = '0.1.0'

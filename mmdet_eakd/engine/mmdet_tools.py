@@ -2,7 +2,10 @@
 
 The tools that mmdet ships (``mmdet/.mim/tools/{train,test}.py`` in its wheel, or
 ``tools/`` of a source checkout) are loaded as modules and their ``Runner`` name is
-rebound to a subclass, so every option of mmdet's CLI keeps working unchanged.
+rebound to a subclass, so every option of mmdet's CLI keeps working unchanged
+(:func:`run_mmdet_tool`; ``python -m mmdet_eakd.train`` and
+``python -m mmdet_eakd.test``). The config argument may also be a scope name
+(``mmdet_eakd::configs/...``, see :mod:`mmdet_eakd.scope`).
 
 A config that sets ``runner_type`` makes mmdet's tools build that runner from
 the registry instead of ``Runner``. :func:`bind_runner` routes that path too:
@@ -11,16 +14,21 @@ a subclass of this package's runner is built as asked, a base class of it
 (e.g. mmengine's ``FlexibleRunner``) is refused with an error, since it would
 silently lose the fixes of this package's runner.
 """
+import argparse
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
-from typing import List, Union
+from typing import Callable, List, Union
 
 from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from mmdet.registry import RUNNERS
+from ..downloads import CheckpointDownloadError
+from ..scope import config_path
+from .runner import destroy_process_group
 
 
 def mmdet_tool_candidates(name: str) -> List[Path]:
@@ -132,3 +140,50 @@ def bind_runner(tool: ModuleType, runner_cls: type) -> None:
     """
     tool.Runner = runner_cls
     tool.RUNNERS = RunnerGate(runner_cls)
+
+
+def resolve_config_names(
+    parse_args: Callable[[], argparse.Namespace]
+) -> Callable[[], argparse.Namespace]:
+    """``parse_args`` of a tool, with its ``config`` given by scope name too.
+
+    Args:
+        parse_args (callable): The tool's own ``parse_args``.
+
+    Returns:
+        callable: It, with ``args.config`` replaced by
+        :func:`mmdet_eakd.scope.config_path` of it; a name that names no
+        config ends the process with the reason.
+    """
+
+    def parse() -> argparse.Namespace:
+        args = parse_args()
+        try:
+            args.config = config_path(args.config)
+        except (FileNotFoundError, ValueError) as error:
+            sys.exit(f'error: {error}')
+        return args
+
+    return parse
+
+
+def run_mmdet_tool(name: str, runner_cls: type) -> None:
+    """Run mmdet's ``tools/<name>.py`` (its command line: ``sys.argv``) with
+    ``runner_cls``, a config named by path or by scope.
+
+    A checkpoint URL that cannot be fetched ends the process with one message
+    (:class:`CheckpointDownloadError`), and a distributed run tears its process
+    group down on every rank together before it exits.
+
+    Args:
+        name (str): ``'train'`` or ``'test'``.
+        runner_cls (type): This package's runner for the tool.
+    """
+    tool = load_mmdet_tool(name)
+    bind_runner(tool, runner_cls)
+    tool.parse_args = resolve_config_names(tool.parse_args)
+    try:
+        tool.main()
+    except CheckpointDownloadError as error:
+        sys.exit(f'error: {error}')
+    destroy_process_group()
