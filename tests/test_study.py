@@ -131,20 +131,25 @@ def test_study_rejects_bad_methods_and_seeds(tmp_path):
 
 def test_dense_regime_trains_sigmoid_losses_end_to_end(tmp_path):
     """The study tool runs a dense (GFL, sigmoid) regime: its teacher, the
-    sigmoid KD loss and an entropy-temperature arm, through real runs."""
+    sigmoid KD loss and an entropy-temperature arm, through real runs. Run
+    from another directory, its relative data and work dirs land there, and
+    its runs train the package's shipped configs."""
     work = tmp_path / 'study'
     out = run_tool(python_tool('study.py') + [
         '--regime', 'gfl-short', '--seeds', '0', '--methods', 'KD',
-        'EA-KD-T3', '--jobs', '2', '--work-dir', str(work), '--data-root',
-        str(tmp_path / 'data')
-    ], cwd=ROOT, timeout=1800).stdout
+        'EA-KD-T3', '--jobs', '2', '--work-dir', 'study', '--data-root', 'data'
+    ], cwd=tmp_path, timeout=1800).stdout
     assert 'done KD/seed0' in out and 'done EA-KD-T3/seed0' in out
+    assert (tmp_path / 'data' / 'synthetic_manifest.json').is_file()
+    from mmdet_eakd.scope import config_dir
     from mmengine.config import Config
 
     from mmdet_eakd.losses import SIGMOID_ENTROPY_TEMPERATURE
     kd, arm = (Config.fromfile(str(work / 'runs' / m / 'seed0' / 'config.py'))
                .model for m in ('KD', 'EA-KD-T3'))
     assert kd.distill_loss.type == arm.distill_loss.type == 'SigmoidEAKDLoss'
+    assert kd.teacher.config == str(
+        config_dir() / 'synthetic' / 'gfl_teacher_synthetic.py')
     assert (kd.distill_loss.weight_mode, arm.distill_loss.weight_mode) == (
         'none', 'ea')
     assert 'entropy_temperature' not in kd.distill_loss  # the loss's default
@@ -158,14 +163,15 @@ def test_dense_regime_trains_sigmoid_losses_end_to_end(tmp_path):
         ('EA-KD-T3', 'KD')]
 
 
-def test_method_overrides_reach_one_model_dict(tmp_path):
+def test_method_overrides_merge_into_the_kd_config(tmp_path):
     """Each arm's override (loss type, weight mode, T', locations, loss
-    weight, the regime's score threshold) lands in the run's one
-    ``model = dict(...)``: a second one would replace the first."""
+    weight, the regime's score threshold) is merged into the KD config's
+    model, whose other settings stay (the teacher's config beside the study's
+    teacher checkpoint); the config file a run trains reads back the same."""
     from mmengine.config import Config
 
     from mmdet_eakd.study import METHODS, REGIMES
-    from mmdet_eakd.study.runner import method_config_text
+    from mmdet_eakd.study.runner import method_config
     regime = REGIMES['gfl-short']
     expected = {
         'KD': dict(weight_mode='none'),
@@ -173,15 +179,18 @@ def test_method_overrides_reach_one_model_dict(tmp_path):
         'KD-pos': dict(weight_mode='none'),
         'KD-x0.1': dict(weight_mode='none', loss_weight=0.1),
     }
+    data, init = tmp_path / 'data', tmp_path / 'init.pth'
     for name, loss in expected.items():
-        text = method_config_text(METHODS[name], regime, tmp_path / 'data', 0,
-                                  tmp_path / 'init.pth',
-                                  tmp_path / 'teacher.pth')
-        assert text.count('model = dict(') == 1, name
+        config = method_config(METHODS[name], regime, data, 0, init,
+                               tmp_path / 'teacher.pth')
         path = tmp_path / f'{name}.py'
-        path.write_text(text)
-        model = Config.fromfile(str(path)).model
+        config.dump(path)
+        cfg = Config.fromfile(str(path))
+        assert cfg.to_dict() == config.to_dict(), name
+        model = cfg.model
+        assert model.type == 'DenseDistillSingleStageDetector'
         assert model.teacher.checkpoint == str(tmp_path / 'teacher.pth')
+        assert model.teacher.config.endswith('/gfl_teacher_synthetic.py')
         assert model.distill_loss.type == 'SigmoidEAKDLoss'
         for key, value in loss.items():
             assert model.distill_loss[key] == value, (name, key)
@@ -190,3 +199,9 @@ def test_method_overrides_reach_one_model_dict(tmp_path):
         assert model.distill_locations == ('positives' if name == 'KD-pos'
                                            else 'all')
         assert model.test_cfg.score_thr == 0.0
+        assert model.bbox_head.type == 'GFLHead'
+        assert cfg.load_from == str(init)
+        assert cfg.train_dataloader.dataset.data_root == f'{data}/'
+        assert cfg.test_evaluator.ann_file == (
+            f'{data}/annotations/instances_val.json')
+        assert cfg.train_cfg.max_epochs == regime.student_epochs

@@ -27,7 +27,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='study folder (default: work_dirs/demo, or '
                         'work_dirs/demo_short with --short)')
     parser.add_argument('--data-root', default=None,
-                        help="synthetic data folder (default: the regime's)")
+                        help="synthetic data folder, created if needed "
+                        "(default: the regime's, data/synthetic or "
+                        "data/synthetic_short in the current directory)")
     parser.add_argument('--short', action='store_true',
                         help='CI mode: tiny data set, one short epoch each')
     parser.add_argument('--seeds', nargs='+', type=int, default=[0, 1, 2],

@@ -36,7 +36,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--work-dir', default=None,
                         help='study folder (default: work_dirs/study_REGIME)')
     parser.add_argument('--data-root', default=None,
-                        help="synthetic data folder (default: the regime's)")
+                        help="synthetic data folder, created if needed "
+                        "(default: the regime's, data/synthetic or "
+                        "data/synthetic_short in the current directory)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error('--jobs must be >= 1')

@@ -8,14 +8,13 @@ protocol: KD and EA-KD share every other setting, and nothing is tuned for
 the EA variants alone).
 """
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from ..losses import LOSS_TYPES
+from ..scope import CONFIG_PREFIX
 
-#: Repository root (configs/ and tools/ live there).
-ROOT = Path(__file__).resolve().parents[2]
-SYNTHETIC_CONFIGS = ROOT / 'configs' / 'synthetic'
+#: Name prefix of the shipped synthetic configs (see :mod:`mmdet_eakd.scope`).
+SYNTHETIC_CONFIGS = f'{CONFIG_PREFIX}synthetic/'
 
 
 @dataclass(frozen=True)
@@ -93,18 +92,21 @@ COMPARISONS: Tuple[Tuple[str, str], ...] = (
 class Regime:
     """Data, models and schedule of a study.
 
+    The configs are named as :func:`mmdet_eakd.scope.config_path` reads them
+    (``mmdet_eakd::configs/...`` for the shipped ones, or a file path).
+
     Attributes:
         name (str): Regime name.
-        teacher_config (Path): Config the teacher is trained with.
-        student_config (Path): Plain student config (the baseline).
-        kd_config (Path): The student's distillation config; every
+        teacher_config (str): Config the teacher is trained with.
+        student_config (str): Plain student config (the baseline).
+        kd_config (str): The student's distillation config; every
             distillation method overrides only its loss type and weight mode.
         teacher_epochs (int): Teacher schedule.
         student_epochs (int): Schedule of every student.
         num_train (int): Training images of the synthetic set.
         num_val (int): Validation images (COCO AP is measured on them).
         data_root (str): Where the synthetic set is generated, relative to the
-            repository root unless absolute.
+            current directory unless absolute.
         methods (tuple[str]): What ``tools/study.py`` runs by default.
         classifier (str): ``'softmax'`` (RoI heads) or ``'sigmoid'`` (dense
             heads): which losses the methods use (:data:`LOSS_TYPES`).
@@ -113,9 +115,9 @@ class Regime:
             configs'.
     """
     name: str
-    teacher_config: Path
-    student_config: Path
-    kd_config: Path
+    teacher_config: str
+    student_config: str
+    kd_config: str
     teacher_epochs: int
     student_epochs: int
     num_train: int
@@ -125,11 +127,11 @@ class Regime:
     classifier: str = 'softmax'
     test_score_thr: Optional[float] = None
 
-    def model_overrides(self) -> List[str]:
-        """``key=value`` items of ``model = dict(...)`` for every run."""
+    def model_overrides(self) -> Dict[str, Any]:
+        """What every run (teacher included) changes in ``model``."""
         if self.test_score_thr is None:
-            return []
-        return [f'test_cfg=dict(score_thr={self.test_score_thr!r})']
+            return {}
+        return dict(test_cfg=dict(score_thr=self.test_score_thr))
 
     def supports(self, method: Method) -> bool:
         """Whether ``method`` has a loss for this regime's classifiers
@@ -151,9 +153,9 @@ def _synthetic(name: str, family: str, **kwargs) -> Regime:
     ``kd_{family}_teacher_tiny_synthetic.py``."""
     return Regime(
         name=name,
-        teacher_config=SYNTHETIC_CONFIGS / f'{family}_teacher_synthetic.py',
-        student_config=SYNTHETIC_CONFIGS / f'{family}_tiny_synthetic.py',
-        kd_config=SYNTHETIC_CONFIGS / f'kd_{family}_teacher_tiny_synthetic.py',
+        teacher_config=f'{SYNTHETIC_CONFIGS}{family}_teacher_synthetic.py',
+        student_config=f'{SYNTHETIC_CONFIGS}{family}_tiny_synthetic.py',
+        kd_config=f'{SYNTHETIC_CONFIGS}kd_{family}_teacher_tiny_synthetic.py',
         **kwargs)
 
 

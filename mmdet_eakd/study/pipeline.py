@@ -5,37 +5,30 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .methods import ROOT, Regime, resolve_methods
+from ..scope import config_path
+from .methods import Regime, resolve_methods
 from .report import StudyReport, build_report, write_report
-from .runner import (Log, Run, final_metrics, method_config_text, model_text,
-                     print_line, run_all, run_config_text, run_key,
-                     threads_per_job)
-
-
-def _resolve(path: str) -> Path:
-    candidate = Path(path)
-    return (candidate if candidate.is_absolute() else ROOT / candidate).resolve()
+from .runner import (Log, Run, final_metrics, method_config, print_line,
+                     run_all, run_config, run_key, threads_per_job)
 
 
 def prepare_teacher(regime: Regime, data_root: Path, work_dir: Path,
                     threads: int, log: Log = print_line) -> Path:
     """Train the regime's teacher once and cache it in ``work_dir/teacher``.
 
-    The cache is keyed by the teacher's resolved config (bases included),
-    the data set manifest and the schedule; a changed key retrains it.
+    The cache is keyed by the teacher's whole run config (bases resolved,
+    schedule included) and the data set manifest; a changed key retrains it.
 
     Returns:
         Path: ``work_dir/teacher/teacher.pth``.
     """
     teacher_dir = work_dir / 'teacher'
-    config_text = run_config_text(regime.teacher_config, data_root,
-                                  regime.teacher_epochs, seed=0,
-                                  extra=model_text(regime.model_overrides()))
-    from mmengine.config import Config
-    resolved = Config.fromfile(str(regime.teacher_config)).pretty_text
-    key = run_key(config_text + resolved, data_root / 'synthetic_manifest.json')
+    config = run_config(regime.teacher_config, data_root,
+                        regime.teacher_epochs, seed=0,
+                        model=regime.model_overrides())
+    key = run_key(config.pretty_text, data_root / 'synthetic_manifest.json')
     run = Run(name='teacher', seed=None, work_dir=teacher_dir / 'run',
-              config_text=config_text, epochs=regime.teacher_epochs, key=key,
+              config=config, epochs=regime.teacher_epochs, key=key,
               threads=threads)
     checkpoint = teacher_dir / 'teacher.pth'
     stored = run.done()
@@ -62,7 +55,8 @@ def write_init(regime: Regime, seed: int, path: Path) -> Path:
 
     from mmdet_eakd.utils import build_offline_model
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = build_offline_model(regime.student_config, path.parent, seed=seed)
+    model = build_offline_model(config_path(regime.student_config),
+                                path.parent, seed=seed)
     tmp = path.with_suffix('.tmp')
     torch.save({'state_dict': model.state_dict(), 'meta': {'seed': seed}}, tmp)
     os.replace(tmp, path)
@@ -98,8 +92,8 @@ def run_study(regime: Regime,
         seeds (Sequence[int]): Student seeds.
         work_dir (Path): Study folder (created; reused on a rerun).
         jobs (int): Trainings run side by side (threads split between them).
-        data_root (str, optional): Synthetic data folder; defaults to the
-            regime's.
+        data_root (str, optional): Synthetic data folder (created if needed);
+            defaults to the regime's. Relative to the current directory.
         title (str, optional): Report title.
         log (callable): Receives progress lines.
 
@@ -116,7 +110,7 @@ def run_study(regime: Regime,
     started = time.time()
 
     from mmdet_eakd.datasets import generate_synthetic_coco
-    root = _resolve(data_root or regime.data_root)
+    root = Path(data_root or regime.data_root).resolve()
     log(f'[study] data set {root} ({regime.num_train} train / '
         f'{regime.num_val} val images)')
     info = generate_synthetic_coco(root, num_train=regime.num_train,
@@ -133,14 +127,15 @@ def run_study(regime: Regime,
     for seed in seeds:
         init = write_init(regime, seed, work_dir / 'init' / f'seed{seed}.pth')
         for method in chosen:
-            text = method_config_text(method, regime, root, seed, init,
-                                      teacher)
+            config = method_config(method, regime, root, seed, init,
+                                   teacher)
             files = [init] + ([teacher] if method.distills else [])
             runs.append(Run(name=f'{method.name}/seed{seed}', seed=seed,
                             work_dir=work_dir / 'runs' / method.name /
                             f'seed{seed}',
-                            config_text=text, epochs=regime.student_epochs,
-                            key=run_key(text, *files), threads=threads))
+                            config=config, epochs=regime.student_epochs,
+                            key=run_key(config.pretty_text, *files),
+                            threads=threads))
     results = run_all(runs, jobs=jobs, log=log)
 
     teacher_metrics = (final_metrics(work_dir / 'teacher' / 'run')

@@ -27,9 +27,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .methods import ROOT, Method, Regime
+from mmengine.config import Config
+
+from ..scope import config_path
+from .methods import Method, Regime
 
 METRICS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75')
 _PROGRESS = re.compile(r'Epoch\(train\)\s*\[(\d+)\]\[\s*(\d+)/(\d+)\]')
@@ -54,62 +57,87 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def run_config_text(base: Path, data_root: Path, epochs: int, seed: int,
-                    extra: str = '') -> str:
-    """Config text: ``base`` trained on ``data_root`` for ``epochs`` epochs.
+def run_config(base: str, data_root: Path, epochs: int, seed: int,
+               model: Optional[Dict[str, Any]] = None,
+               load_from: Optional[Path] = None) -> Config:
+    """The config of one run: ``base`` trained on ``data_root``.
 
     Linear warm-up over 100 iterations, then the learning rate drops 10x at
     2/3 of the schedule and again before the last epoch; evaluated (COCO AP)
     once at the end; ``randomness.seed = seed``.
+
+    Args:
+        base (str): The config it starts from: a file or a scope name (see
+            :func:`mmdet_eakd.scope.config_path`).
+        data_root (Path): The synthetic data set.
+        epochs (int): Training epochs.
+        seed (int): ``randomness.seed``.
+        model (dict, optional): Merged into ``model``.
+        load_from (Path, optional): Initial weights.
+
+    Returns:
+        Config: The whole config (bases resolved), as the run trains it.
     """
     root = f'{data_root}/'
     ann = f'{root}annotations/instances_val.json'
     milestones = sorted({max(1, round(epochs * 2 / 3)), max(1, epochs - 1)})
     milestones = [m for m in milestones if m < epochs]
-    return (f"_base_ = '{base}'\n"
-            f"train_dataloader = dict(dataset=dict(data_root='{root}'))\n"
-            f"val_dataloader = dict(dataset=dict(data_root='{root}'))\n"
-            f"test_dataloader = dict(dataset=dict(data_root='{root}'))\n"
-            f"val_evaluator = dict(ann_file='{ann}')\n"
-            f"test_evaluator = dict(ann_file='{ann}')\n"
-            f'train_cfg = dict(max_epochs={epochs}, val_interval={epochs})\n'
-            'param_scheduler = [\n'
-            "    dict(type='LinearLR', start_factor=0.01, by_epoch=False, "
-            'begin=0, end=100),\n'
-            f"    dict(type='MultiStepLR', by_epoch=True, begin=0, "
-            f'end={epochs}, milestones={milestones}, gamma=0.1)]\n'
-            f'randomness = dict(seed={seed})\n'
-            'default_hooks = dict(logger=dict(interval=10), '
-            f'checkpoint=dict(interval={epochs}, max_keep_ckpts=1))\n'
-            f'{extra}')
+    cfg = Config.fromfile(config_path(base))
+    cfg.merge_from_dict(dict(
+        train_dataloader=dict(dataset=dict(data_root=root)),
+        val_dataloader=dict(dataset=dict(data_root=root)),
+        test_dataloader=dict(dataset=dict(data_root=root)),
+        val_evaluator=dict(ann_file=ann),
+        test_evaluator=dict(ann_file=ann),
+        train_cfg=dict(max_epochs=epochs, val_interval=epochs),
+        param_scheduler=[
+            dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
+                 end=100),
+            dict(type='MultiStepLR', by_epoch=True, begin=0, end=epochs,
+                 milestones=milestones, gamma=0.1)
+        ],
+        randomness=dict(seed=seed),
+        default_hooks=dict(
+            logger=dict(interval=10),
+            checkpoint=dict(interval=epochs, max_keep_ckpts=1)),
+        model=model or {}))
+    if load_from is not None:
+        cfg.load_from = str(load_from)
+    return cfg
 
 
-def model_text(items: Sequence[str]) -> str:
-    """``model = dict(...)`` of ``key=value`` items, or nothing."""
-    return f"model = dict({', '.join(items)})\n" if items else ''
+def method_config(method: Method, regime: Regime, data_root: Path, seed: int,
+                  init: Path, teacher: Optional[Path]) -> Config:
+    """The config of one run of ``method`` for ``seed``.
 
+    Args:
+        method (Method): The arm.
+        regime (Regime): Its configs and schedule.
+        data_root (Path): The synthetic data set.
+        seed (int): The student's seed.
+        init (Path): The student's initial weights.
+        teacher (Path, optional): The trained teacher (distilling methods).
 
-def method_config_text(method: Method, regime: Regime, data_root: Path,
-                       seed: int, init: Path, teacher: Path) -> str:
-    """Config text of one run of ``method`` for ``seed``."""
-    extra = f"load_from = '{init}'\n"
+    Returns:
+        Config: The run's whole config (see :func:`run_config`).
+    """
     model = regime.model_overrides()
     if not method.distills:
-        return run_config_text(regime.student_config, data_root,
-                               regime.student_epochs, seed,
-                               extra + model_text(model))
-    loss = (f"type='{regime.loss_type(method)}', "
-            f"weight_mode='{method.weight_mode}'")
+        return run_config(regime.student_config, data_root,
+                          regime.student_epochs, seed, model, load_from=init)
+    if teacher is None:
+        raise ValueError(f'{method.name} distils, so its run needs the '
+                         'trained teacher checkpoint; got None.')
+    loss = dict(type=regime.loss_type(method), weight_mode=method.weight_mode)
     if method.entropy_temperature is not None:
-        loss += f', entropy_temperature={method.entropy_temperature!r}'
+        loss['entropy_temperature'] = method.entropy_temperature
     if method.loss_weight is not None:
-        loss += f', loss_weight={method.loss_weight!r}'
-    model = [f"teacher=dict(checkpoint='{teacher}')",
-             f'distill_loss=dict({loss})'] + model
+        loss['loss_weight'] = method.loss_weight
+    model.update(teacher=dict(checkpoint=str(teacher)), distill_loss=loss)
     if method.distill_locations is not None:
-        model.append(f'distill_locations={method.distill_locations!r}')
-    return run_config_text(regime.kd_config, data_root, regime.student_epochs,
-                           seed, extra + model_text(model))
+        model['distill_locations'] = method.distill_locations
+    return run_config(regime.kd_config, data_root, regime.student_epochs,
+                      seed, model, load_from=init)
 
 
 def final_metrics(work_dir: Path) -> Dict[str, float]:
@@ -130,7 +158,7 @@ class Run:
     name: str
     seed: Optional[int]
     work_dir: Path
-    config_text: str
+    config: Config
     epochs: int
     key: str
     threads: int
@@ -155,28 +183,30 @@ class TrainingFailed(RuntimeError):
 
 
 def train(run: Run) -> dict:
-    """Train ``run`` with ``tools/train.py`` and store its result.
+    """Train ``run`` with ``python -m mmdet_eakd.train`` and store its result.
 
-    Streams the log to ``work_dir/train.log``, keeps ``run.progress`` (0-1)
-    up to date from the iteration counter, and writes ``result.json``
-    (metrics, wall time, key) atomically last.
+    The training process is this interpreter, in this process's environment
+    and working directory, so it imports the same ``mmdet_eakd``. Writes the
+    config to ``work_dir/config.py``, streams the log to
+    ``work_dir/train.log``, keeps ``run.progress`` (0-1) up to date from the
+    iteration counter, and writes ``result.json`` (metrics, wall time, key)
+    atomically last.
 
     Returns:
         dict: The result (``metrics``, ``train_time_s``, ``key``, ...).
     """
     run.work_dir.mkdir(parents=True, exist_ok=True)
     config = run.work_dir / 'config.py'
-    config.write_text(run.config_text)
+    run.config.dump(config)
     env = dict(os.environ,
-               PYTHONPATH=f"{ROOT}:{os.environ.get('PYTHONPATH', '')}",
                OMP_NUM_THREADS=str(run.threads),
                MKL_NUM_THREADS=str(run.threads))
-    cmd = [sys.executable, str(ROOT / 'tools' / 'train.py'), str(config),
+    cmd = [sys.executable, '-m', 'mmdet_eakd.train', str(config),
            '--work-dir', str(run.work_dir)]
     start = time.time()
     with open(run.work_dir / 'train.log', 'w') as log_file, subprocess.Popen(
-            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True) as proc:
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True) as proc:
         for line in proc.stdout:
             log_file.write(line)
             run.log_tail = (run.log_tail + [line])[-40:]
