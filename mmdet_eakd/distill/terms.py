@@ -23,10 +23,15 @@ from typing import Any, Dict, NamedTuple, Optional
 
 from torch import nn
 
-from ..losses import CLASS_LOGITS
+from ..losses import BOX_DISTRIBUTION, CLASS_LOGITS
 
 #: Name of the term of ``distill_loss`` (its logged names have no suffix).
 LEGACY_TERM = ''
+#: What each kind of tensor is, for messages.
+KIND_DESCRIPTIONS: Dict[str, str] = {
+    CLASS_LOGITS: 'classification logits',
+    BOX_DISTRIBUTION: 'box-edge distributions',
+}
 
 
 def term_label(name: str) -> str:
@@ -58,6 +63,12 @@ class DistillTerm(NamedTuple):
     def label(self) -> str:
         """The term's place in the model config (:func:`term_label`)."""
         return term_label(self.name)
+
+    @property
+    def compares(self) -> str:
+        """What the term compares, in words (e.g. ``'box-edge
+        distributions'``), for messages."""
+        return KIND_DESCRIPTIONS.get(self.kind, self.kind)
 
     def key(self, base: str) -> str:
         """The logged name of ``base`` (e.g. ``'loss_kd'``, ``'ea_weight'``)

@@ -210,9 +210,9 @@ class DistillAdapter:
         """
         if term.kind != CLASS_LOGITS:
             raise UnsupportedPairError(
-                f'{term.describe()} distils {term.kind}, but the '
+                f'{term.describe()} distils {term.compares}, but the '
                 f'{self.family} give classification logits only. Remove the '
-                'term, or distil a head that predicts them.')
+                'term, or distil heads that predict them.')
         kind = getattr(term.loss, 'classifier', None)
         if kind is not None and kind != self.classifier:
             raise UnsupportedPairError(

@@ -398,7 +398,7 @@ class DenseHeadAdapter(DistillAdapter):
         head = detector.bbox_head
         if not isinstance(head, GFLHead):
             raise UnsupportedPairError(
-                f'{term.describe()} distils box-edge distributions, but the '
+                f'{term.describe()} distils {term.compares}, but the '
                 f'{role}\'s {type(head).__name__} predicts none (it regresses '
                 'each box directly). Box-distribution terms need a GFLHead '
                 f'{role} (GFL: reg_max + 1 bins per edge); remove the term '
