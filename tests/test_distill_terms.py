@@ -402,6 +402,9 @@ def test_both_or_neither_loss_argument_is_refused(ckpts):
     with pytest.raises(ValueError, match="name '1box' is not a Python "
                        'identifier'):
         distiller(cfg, cfg, MISSING, distill_terms={'1box': LD})
+    with pytest.raises(ValueError, match="name 'box_loss' contains \"loss\": "
+                       'mmengine sums every logged value'):
+        distiller(cfg, cfg, MISSING, distill_terms=dict(box_loss=LD))
     with pytest.raises(ValueError, match='distill_terms.box must be a loss '
                        'config'):
         distiller(cfg, cfg, MISSING, distill_terms=dict(box='EALDLoss'))

@@ -109,7 +109,8 @@ def term_configs(distill_loss: Optional[dict],
 
     Raises:
         ValueError: Both or neither given, an empty ``distill_terms``, a
-            name that is no identifier, or a value that is no loss config.
+            name that is no identifier or contains ``'loss'``, or a value
+            that is no loss config.
     """
     if distill_loss is not None and distill_terms is not None:
         raise ValueError(
@@ -141,6 +142,12 @@ def term_configs(distill_loss: Optional[dict],
                 'term\'s name becomes part of its logged names (loss_kd_'
                 '<name>), so use letters, digits and underscores, e.g. cls, '
                 'box.')
+        if 'loss' in name:
+            raise ValueError(
+                f'distill_terms name {name!r} contains "loss": mmengine sums '
+                'every logged value whose name contains "loss" into the total '
+                f'loss, so the term\'s statistics (ea_weight_{name}, ...) '
+                'would be trained on. Choose another name, e.g. cls, box.')
         if not _is_loss_config(cfg):
             raise ValueError(
                 f'distill_terms.{name} must be a loss config, '
