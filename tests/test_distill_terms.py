@@ -37,7 +37,7 @@ from mmdet.utils import register_all_modules
 from mmdet_eakd.distill import (LogitGroup, UnsupportedPairError,
                                 student_model_config)
 from mmdet_eakd.distill.adapters.dense import flatten_levels
-from mmdet_eakd.losses import BOX_DISTRIBUTION, EALDLoss
+from mmdet_eakd.losses import BOX_DISTRIBUTION, EALDLoss, usable_box_rows
 
 register_all_modules()
 NUM_CLASSES = 8
@@ -498,6 +498,21 @@ def _poison_box_row(model, location, value):
         return out[0], boxes
 
     return model.teacher.bbox_head.register_forward_hook(hook)
+
+
+def test_usable_box_rows_need_every_edge_to_be_a_distribution():
+    """A box row is usable when each of its 4 edges has a finite maximum:
+    -inf bins (probability 0) are fine, a NaN or +inf bin or an edge of
+    -inf only is not."""
+    rows = torch.zeros(6, 4 * BINS)
+    rows[1, 3] = -math.inf  # one bin of probability 0
+    rows[2, BINS] = math.nan
+    rows[3, 3 * BINS + 5] = math.inf
+    rows[4, 2 * BINS:3 * BINS] = -math.inf
+    rows[5, :] = -math.inf
+    assert usable_box_rows(rows, REG_MAX).tolist() == [
+        True, True, False, False, False, False
+    ]
 
 
 @pytest.mark.parametrize('value', [math.nan, math.inf, -math.inf])

@@ -27,6 +27,7 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from ..losses import CLASS_LOGITS, EAStats
 from .adapters import DistillAdapter, LogitGroup, adapter_for
+from .adapters.base import LOGITS_ONLY
 from .teacher import (build_teacher, input_format, load_teacher_config,
                       renormalize_for_teacher, same_input_format)
 from .terms import LEGACY_TERM, DistillTerm, term_configs
@@ -295,7 +296,7 @@ class DistillerMixin:
             list[Tensor]: Per group, logits of shape (N_g, C), float32.
         """
         outputs = self.teacher_outputs(batch_inputs, batch_data_samples,
-                                       samples, frozenset({CLASS_LOGITS}))
+                                       samples, LOGITS_ONLY)
         return [output[CLASS_LOGITS] for output in outputs]
 
     def distill_inputs(self, batch_inputs: Tensor,
