@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 from conftest import ROOT, SYNTHETIC_CONFIGS
+from mmengine.config import Config
 
 CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py')
                  if '_base_' not in p.parts)
@@ -29,6 +30,10 @@ def test_every_shipped_config_trains_one_step_offline():
     for family in ('retinanet', 'gfl'):
         assert {f'student_{family}_r18.py', f'kd_{family}_r101_r18.py',
                 f'eakd_{family}_r101_r18.py'} <= names
+    # GFL with two named terms, KD + LD and EA-KD + EA-LD, and their twins
+    assert {'kd_ld_gfl_r101_r18.py', 'eakd_eald_gfl_r101_r18.py',
+            'kd_ld_gfl_teacher_tiny_synthetic.py',
+            'eakd_eald_gfl_teacher_tiny_synthetic.py'} <= names
     result = _run('--img-size', '128')
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     out = result.stdout
@@ -39,10 +44,20 @@ def test_every_shipped_config_trains_one_step_offline():
         assert 'loss_cls:' in block, config
         assert ('loss_rpn_cls:' in block) != dense, config
         if config.name.startswith(DISTILL_PREFIXES):
-            for key in ('loss_kd:', 'ea_weight:', 'entropy_t:', 'entropy_s:'):
-                assert key in block, (config, key)
-            # dense distillation logs the KD shares of positives / background
-            assert ('kd_fg_share:' in block) == dense, config
+            model = Config.fromfile(str(config)).model
+            # distill_loss: no suffix; named terms: '_' + the term's name
+            terms = ({'': model.distill_loss} if model.get('distill_terms')
+                     is None else {f'_{name}': loss
+                                   for name, loss in model.distill_terms.items()})
+            for suffix, loss in terms.items():
+                for key in ('loss_kd', 'ea_weight', 'entropy_t',
+                            'entropy_s'):
+                    assert f'{key}{suffix}:' in block, (config, key, suffix)
+                # dense classification terms log the KD shares of positives
+                # and background; box terms (positives only) do not
+                shares = dense and loss.type != 'EALDLoss'
+                assert (f'kd_fg_share{suffix}:' in block) == shares, (config,
+                                                                      suffix)
         if 'cascade' in config.name and 'kd_' in config.name:
             for stage in range(3):
                 assert f's{stage}.loss_kd:' in block, (config, stage)

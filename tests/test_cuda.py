@@ -230,10 +230,10 @@ def test_kd_loss_reads_nothing_on_the_host(teacher_ckpt):
     from mmdet_eakd.distill import LogitGroup
     model = build(teacher_ckpt, 'cpu')
     student = torch.empty(16, 9, device='meta', requires_grad=True)
+    valid = torch.empty(16, dtype=torch.bool, device='meta')
     group = LogitGroup('', student, torch.empty(16, 9, device='meta'),
                        torch.empty(16, dtype=torch.long, device='meta'),
-                       torch.empty(16, dtype=torch.bool, device='meta'), 1.0,
-                       None)
+                       valid, 1.0, None, valid)
     losses = model.distill_losses([group])
     assert losses['loss_kd'].shape == () and losses['loss_kd'].is_meta
     losses['loss_kd'].backward()

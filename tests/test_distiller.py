@@ -255,7 +255,7 @@ def test_teacher_errors(teacher_ckpt, tmp_path, edit, match):
 def test_usable_teacher_rows_by_classifier():
     """Softmax rows need a finite maximum (no NaN, no +inf, not all -inf);
     sigmoid rows only no NaN (+-inf are probabilities 1 and 0)."""
-    from mmdet_eakd.distill.core import usable_teacher_rows
+    from mmdet_eakd.distill.adapters.base import usable_teacher_rows
     inf, nan = float('inf'), float('nan')
     logits = torch.tensor([[0.5, -1.0, 2.0], [-inf, 1.0, 0.0],
                            [nan, 0.0, 0.0], [inf, 0.0, 0.0],

@@ -518,6 +518,11 @@ def benchmark_config(config: str, args: argparse.Namespace,
     if not is_distill_config(cfg.model):
         raise ValueError(f'{config} is not a distillation config: model.type '
                          f'is {cfg.model.get("type")!r}.')
+    if cfg.model.get('distill_loss') is None:
+        raise ValueError(
+            f'{config} distils named distill_terms; this benchmark times the '
+            'variants of one distill_loss (KD, EA-KD, ...) and does not time '
+            'several terms yet. Give a distill_loss config.')
     variants = config_variants(cfg.model.distill_loss)
     if args.channels_last:
         variants += CHANNELS_LAST_VARIANTS

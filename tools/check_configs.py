@@ -46,7 +46,7 @@ def check_config(config: Path, work_dir: Path, img_size: int,
     from mmengine.optim import OptimWrapper
 
     from mmdet.testing import demo_mm_inputs
-    from mmdet_eakd.distill import adapter_for
+    from mmdet_eakd.distill import KD_LOSS, adapter_for
     from mmdet_eakd.utils import build_offline_model
 
     model = build_offline_model(config, work_dir)
@@ -62,8 +62,13 @@ def check_config(config: Path, work_dir: Path, img_size: int,
     bad = [key for key, value in values.items() if not math.isfinite(value)]
     if bad:
         raise FloatingPointError(f'non-finite values for {bad}')
-    if hasattr(model, 'teacher') and 'loss_kd' not in values:
-        raise KeyError('a distillation config logged no loss_kd')
+    if hasattr(model, 'teacher'):
+        missing = [
+            term.key(KD_LOSS) for term in model.terms()
+            if term.key(KD_LOSS) not in values
+        ]
+        if missing:
+            raise KeyError(f'a distillation config logged no {missing}')
     return values
 
 

@@ -6,11 +6,13 @@ from .core import (DISTILL_ARGS, KD_LOSS, TEACHER_UNUSABLE, DistillerMixin,
 from .teacher import (InputFormat, build_teacher, input_format,
                       load_teacher_config, renormalize_for_teacher,
                       same_input_format)
+from .terms import LEGACY_TERM, DistillTerm, term_configs
 
 __all__ = [
     'DistillAdapter', 'GroupCapture', 'LogitGroup', 'RoISamples',
     'UnsupportedPairError', 'adapter_for', 'register_adapter', 'DISTILL_ARGS',
     'KD_LOSS', 'TEACHER_UNUSABLE', 'DistillerMixin', 'DistillInputs', 'is_distill_config',
     'student_model_config', 'InputFormat', 'build_teacher', 'input_format',
-    'load_teacher_config', 'renormalize_for_teacher', 'same_input_format'
+    'load_teacher_config', 'renormalize_for_teacher', 'same_input_format',
+    'LEGACY_TERM', 'DistillTerm', 'term_configs'
 ]

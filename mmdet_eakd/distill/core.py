@@ -5,35 +5,44 @@ family: the frozen teacher (built and loaded strictly, hidden from
 ``state_dict``, the optimizer, DDP and checkpoints, moved and cast with the
 student, shared by deep copies, always in eval mode), the teacher's inputs
 (renormalization, channels-last, autocast), the public entry point
-:meth:`DistillerMixin.distill_inputs`, and the KD loss with its statistics.
-Where the distilled samples come from is the business of the head family's
-adapter (:mod:`mmdet_eakd.distill.adapters`), chosen from the student.
+:meth:`DistillerMixin.distill_inputs`, the distillation terms
+(:mod:`.terms`: ``distill_loss`` or named ``distill_terms``; the teacher runs
+once per step for all of them) and their losses with their statistics.
+Where the distilled samples come from, and which tensors a head can give, is
+the business of the head family's adapter
+(:mod:`mmdet_eakd.distill.adapters`), chosen from the student; which
+samples each kind of term distils and how it is normalised is the family
+distiller's (:meth:`DistillerMixin.term_losses`).
 """
 import contextlib
 import copy
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import (AbstractSet, Any, Dict, List, NamedTuple, Optional,
+                    Sequence, Tuple)
 
 import torch
 from mmengine.config import ConfigDict
-from torch import Tensor
+from torch import Tensor, nn
 
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
-from ..losses import LOSS_TYPES, EAStats
-from .adapters import (DistillAdapter, LogitGroup, UnsupportedPairError,
-                       adapter_for)
+from ..losses import CLASS_LOGITS, EAStats
+from .adapters import DistillAdapter, LogitGroup, adapter_for
+from .adapters.base import LOGITS_ONLY
 from .teacher import (build_teacher, input_format, load_teacher_config,
                       renormalize_for_teacher, same_input_format)
+from .terms import LEGACY_TERM, DistillTerm, term_configs
 
 #: Model arguments that only the distiller core knows; dropped for the plain
 #: student (a family's distiller may add its own: ``distill_args``).
-DISTILL_ARGS = ('teacher', 'distill_loss', 'teacher_autocast',
-                'teacher_channels_last')
-#: Name of the KD loss in the loss dict (per group: ``f'{group}.loss_kd'``).
+DISTILL_ARGS = ('teacher', 'distill_loss', 'distill_terms',
+                'teacher_autocast', 'teacher_channels_last')
+#: Name of the KD loss in the loss dict: per term ``DistillTerm.key`` of it
+#: (``loss_kd`` for ``distill_loss``, ``loss_kd_<name>`` for a named term),
+#: per group ``f'{group}.{key}'``.
 KD_LOSS = 'loss_kd'
-#: Logged (not summed) count of the step's samples left out of the KD loss
-#: because the teacher's logits there are no distribution (e.g. an fp16
-#: overflow under ``teacher_autocast``).
+#: Logged (not summed) count of the step's samples left out of every term
+#: because a teacher output there is no distribution (e.g. an fp16 overflow
+#: under ``teacher_autocast``).
 TEACHER_UNUSABLE = 'teacher_unusable'
 
 _AUTOCAST_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
@@ -44,31 +53,14 @@ class DistillInputs(NamedTuple):
 
     Attributes:
         losses (dict[str, Tensor]): The student's detection losses.
-        groups (list[LogitGroup]): Student/teacher logit pairs with labels,
-            validity and weight, one entry per group of samples (one for a
-            ``StandardRoIHead``, one per stage that ran for a cascade).
+        groups (list[LogitGroup]): Student/teacher pairs (logits, and the
+            other kinds of tensor the terms compare) with labels, validity
+            and weight, one entry per group of samples (one for a
+            ``StandardRoIHead`` or a dense head, one per stage that ran for a
+            cascade).
     """
     losses: Dict[str, Tensor]
     groups: List[LogitGroup]
-
-
-def usable_teacher_rows(logits: Tensor, classifier: str) -> Tensor:
-    """Which rows of teacher logits are a distribution to distill from.
-
-    Computed on the device (no host read). Softmax: no NaN, no ``+inf`` and
-    not every logit ``-inf``, i.e. a finite row maximum. Sigmoid: no NaN
-    (``+-inf`` are the probabilities 1 and 0).
-
-    Args:
-        logits (Tensor): Teacher logits, shape (N, C).
-        classifier (str): ``'softmax'`` or ``'sigmoid'``.
-
-    Returns:
-        Tensor: Shape (N,), bool.
-    """
-    if classifier == 'sigmoid':
-        return ~torch.isnan(logits).any(dim=1)
-    return torch.isfinite(logits.amax(dim=1))
 
 
 def masked_rows(logits: Tensor, keep: Tensor) -> Tensor:
@@ -79,42 +71,33 @@ def masked_rows(logits: Tensor, keep: Tensor) -> Tensor:
     return torch.where(keep[:, None], logits, logits.new_zeros(()))
 
 
-def check_loss_classifier(loss: torch.nn.Module,
-                          adapter: DistillAdapter) -> None:
-    """Refuse a distillation loss made for the other kind of classifier.
-
-    A loss module declares ``classifier`` (``'softmax'`` or ``'sigmoid'``);
-    a custom loss that declares nothing is trusted.
-
-    Raises:
-        UnsupportedPairError: E.g. the softmax ``EAKDLoss`` on a dense
-            (sigmoid) head: a softmax over sigmoid logits gives every
-            background location maximal entropy.
-    """
-    kind = getattr(loss, 'classifier', None)
-    if kind is not None and kind != adapter.classifier:
-        raise UnsupportedPairError(
-            f'distill_loss {type(loss).__name__} is made for {kind} '
-            f'classifiers, but the student\'s {adapter.family} classify with '
-            f'{adapter.classifier}. Use '
-            f"{' or '.join(LOSS_TYPES[adapter.classifier].values())}.")
-
-
 class DistillerMixin:
     """Distillation core; mix in before an mmdet detector class.
 
     ``class D(DistillerMixin, TwoStageDetector)``: ``loss`` runs the
     detector's own ``loss`` once, with the head family's adapter recording
-    what it used, then the teacher on the same samples, then the KD loss.
+    what it used, then the teacher once on the same samples (one head pass
+    gives every kind of tensor the terms compare), then each term's loss.
+
+    Give exactly one of ``distill_loss`` and ``distill_terms`` (see
+    :func:`.terms.term_configs`); a term the pair cannot serve is refused by
+    name before the teacher's checkpoint is read
+    (``DistillAdapter.check_term``).
 
     Args:
         teacher (dict): ``config`` (config path, ``mmdet::`` name or config
             dict) and ``checkpoint`` (path or URL) of the trained teacher.
-        distill_loss (dict): Config of the distillation loss module (e.g.
-            ``EAKDLoss``), called per group as ``loss.loss_and_stats(
-            student_logits, teacher_logits, labels,
+        distill_loss (dict, optional): Config of one classification term's
+            loss module (e.g. ``EAKDLoss``), the module ``distill_loss``;
+            logged as ``loss_kd``, ``ea_weight``, ``entropy_t``,
+            ``entropy_s``. In the RoI families it is called per group as
+            ``loss.loss_and_stats(student_logits, teacher_logits, labels,
             reduction_override='none')``: per-sample terms and the logged
             per-sample statistics from one pass (invalid samples masked).
+        distill_terms (dict, optional): Named terms, ``{name: loss
+            config}``, the module dict ``distill_terms``; term ``name`` is
+            logged as ``loss_kd_<name>`` and ``ea_weight_<name>``,
+            ``entropy_t_<name>``, ``entropy_s_<name>``.
         teacher_autocast (str, optional): ``'fp16'`` or ``'bf16'`` to run the
             teacher's backbone and neck under autocast (its head and the loss
             stay float32). Defaults to None (the student's precision).
@@ -130,16 +113,24 @@ class DistillerMixin:
 
     def __init__(self,
                  teacher: dict,
-                 distill_loss: dict,
+                 distill_loss: Optional[dict] = None,
+                 distill_terms: Optional[Dict[str, dict]] = None,
                  teacher_autocast: Optional[str] = None,
                  teacher_channels_last: bool = False,
                  **kwargs) -> None:
+        configs = term_configs(distill_loss, distill_terms)
         super().__init__(**kwargs)
         adapter = adapter_for(self)
         adapter.check_student(self)
         # Before the teacher is built (and perhaps downloaded).
-        self.distill_loss = MODELS.build(distill_loss)
-        check_loss_classifier(self.distill_loss, adapter)
+        if distill_terms is None:
+            self.distill_loss = MODELS.build(configs[LEGACY_TERM])
+        else:
+            self.distill_terms = nn.ModuleDict(
+                {name: MODELS.build(cfg)
+                 for name, cfg in configs.items()})
+        for term in self.terms():
+            adapter.check_term(term, self)
         if not isinstance(teacher, dict) or 'config' not in teacher:
             raise ValueError(
                 'model.teacher must be dict(config=..., checkpoint=...), got '
@@ -159,7 +150,7 @@ class DistillerMixin:
             teacher_cfg.model.get('data_preprocessor'), 'teacher')
         teacher_model = build_teacher(
             teacher_cfg, teacher.get('checkpoint'),
-            check=lambda built: adapter.check_pair(self, built))
+            check=lambda built: self._check_teacher(adapter, built))
         if teacher_channels_last:
             teacher_model.to(memory_format=torch.channels_last)
         # Plain attribute, not a submodule: no state_dict, optimizer, DDP sync.
@@ -176,6 +167,32 @@ class DistillerMixin:
     def student_type(cls, model_cfg: dict) -> str:
         """The plain mmdet detector type of a distillation model config."""
         raise NotImplementedError
+
+    def terms(self) -> List[DistillTerm]:
+        """The distillation terms, in their config's order.
+
+        Read from the modules each time: ``distill_loss`` (one term named
+        :data:`.terms.LEGACY_TERM`; assigning another loss module to
+        ``model.distill_loss`` replaces it) or the ``distill_terms`` module
+        dict.
+        """
+        named = getattr(self, 'distill_terms', None)
+        if named is None:
+            return [DistillTerm(LEGACY_TERM, self.distill_loss)]
+        return [DistillTerm(name, loss) for name, loss in named.items()]
+
+    def distilled_kinds(self) -> AbstractSet[str]:
+        """The kinds of tensor the terms compare, always with the class
+        logits (the samples' labels and validity come with them)."""
+        return frozenset({CLASS_LOGITS} | {term.kind for term in self.terms()})
+
+    def _check_teacher(self, adapter: DistillAdapter,
+                       teacher: nn.Module) -> None:
+        """The pair check and every term's check on the built teacher
+        (before its checkpoint is read)."""
+        adapter.check_pair(self, teacher)
+        for term in self.terms():
+            adapter.check_term(term, self, teacher)
 
     def __deepcopy__(self, memo: dict) -> 'DistillerMixin':
         """Deep-copy the student; the frozen teacher is shared, not copied.
@@ -242,33 +259,57 @@ class DistillerMixin:
         return tuple(feat.float().contiguous() for feat in feats)
 
     @torch.no_grad()
-    def teacher_logits(self, batch_inputs: Tensor,
-                       batch_data_samples: SampleList,
-                       samples: Sequence[Any]) -> List[Tensor]:
-        """The teacher's logits on given samples (no grad, eval mode).
+    def teacher_outputs(self, batch_inputs: Tensor,
+                        batch_data_samples: SampleList,
+                        samples: Sequence[Any],
+                        kinds: AbstractSet[str]) -> List[Dict[str, Tensor]]:
+        """The teacher's tensors of ``kinds`` on given samples (no grad, eval
+        mode): its ``extract_feat`` once, then its head once per group.
 
         Args:
             batch_inputs (Tensor): Student inputs, shape (B, 3, H, W).
             batch_data_samples (list[DetDataSample]): Their data samples.
             samples (Sequence): Per group, where its samples are
                 (``GroupCapture.samples`` of the adapter, e.g. ``RoISamples``).
+            kinds (AbstractSet[str]): The kinds of tensor to give (the class
+                logits always come too).
+
+        Returns:
+            list[dict[str, Tensor]]: Per group, kind -> tensor of shape
+            (N_g, D), float32 (D = C for the class logits).
+        """
+        feats = self.teacher_features(batch_inputs, batch_data_samples)
+        return [{
+            kind: tensor.float()
+            for kind, tensor in self.adapter.outputs(self.teacher, feats,
+                                                     group, kinds).items()
+        } for group in samples]
+
+    def teacher_logits(self, batch_inputs: Tensor,
+                       batch_data_samples: SampleList,
+                       samples: Sequence[Any]) -> List[Tensor]:
+        """The teacher's logits on given samples (no grad, eval mode).
+
+        Args: as :meth:`teacher_outputs`, without ``kinds``.
 
         Returns:
             list[Tensor]: Per group, logits of shape (N_g, C), float32.
         """
-        feats = self.teacher_features(batch_inputs, batch_data_samples)
-        return [
-            self.adapter.logits(self.teacher, feats, group).float()
-            for group in samples
-        ]
+        outputs = self.teacher_outputs(batch_inputs, batch_data_samples,
+                                       samples, LOGITS_ONLY)
+        return [output[CLASS_LOGITS] for output in outputs]
 
     def distill_inputs(self, batch_inputs: Tensor,
                        batch_data_samples: SampleList) -> DistillInputs:
-        """Run the student's loss pass; pair its logits with the teacher's.
+        """Run the student's loss pass; pair its tensors with the teacher's.
 
         The student's detection loss runs once, unchanged; the adapter
-        records, per group, the logits, labels and validity it used; the
-        teacher classifies the same samples.
+        records, per group, the logits (and the other kinds of tensor the
+        terms compare), labels and validity it used; the teacher's head runs
+        once per group on the same samples for every kind. A sample where a
+        teacher tensor is no distribution leaves every term: it leaves
+        ``valid`` and ``distillable`` and its teacher rows are zeroed, on
+        the device (no host read); ``teacher_unusable`` counts such samples.
 
         Args:
             batch_inputs (Tensor): Inputs, shape (B, 3, H, W).
@@ -276,76 +317,108 @@ class DistillerMixin:
                 ``gt_instances``.
 
         Returns:
-            DistillInputs: The detection losses and the logit groups.
+            DistillInputs: The detection losses (and ``teacher_unusable``)
+            and the groups.
         """
-        with self.adapter.capture(self) as captured:
+        kinds = self.distilled_kinds()
+        with self.adapter.capture(self, kinds) as captured:
             losses = super().loss(batch_inputs, batch_data_samples)
         if not captured:
             raise RuntimeError(
                 f'The student\'s loss pass gave its {self.adapter.family} '
                 'adapter no samples to distill.')
-        teacher = self.teacher_logits(batch_inputs, batch_data_samples,
-                                      [group.samples for group in captured])
+        teacher = self.teacher_outputs(batch_inputs, batch_data_samples,
+                                       [group.samples for group in captured],
+                                       kinds)
         groups, unusable = [], []
-        for group, logits in zip(captured, teacher):
-            # A teacher row that is no distribution never reaches the
-            # student: it leaves ``valid`` and is zeroed (no host read).
-            usable = usable_teacher_rows(logits, self.adapter.classifier)
+        for group, outputs in zip(captured, teacher):
+            usable = torch.stack([
+                self.adapter.usable_teacher_rows(kind, tensor)
+                for kind, tensor in outputs.items()
+            ]).all(dim=0)
             unusable.append((~usable).sum())
+            masked = {
+                kind: masked_rows(tensor, usable)
+                for kind, tensor in outputs.items()
+            }
+            logits = masked.pop(CLASS_LOGITS)
+            distillable = group.valid & usable
             groups.append(
-                LogitGroup(group.name, group.student,
-                           masked_rows(logits, usable), group.labels,
-                           group.valid & usable, group.weight, group.samples))
+                LogitGroup(group.name, group.student, logits, group.labels,
+                           distillable, group.weight, group.samples,
+                           distillable, group.student_tensors, masked))
         losses[TEACHER_UNUSABLE] = torch.stack(unusable).sum().float()
         return DistillInputs(losses, groups)
 
-    def _kd_loss(self, group: LogitGroup) -> Tuple[Tensor, EAStats]:
-        """The distillation loss of one group's valid samples (their mean)
-        and the per-sample statistics of every sample, from one computation
-        of the entropies (the one place that calls the loss module). Invalid samples are masked, not indexed out:
-        nothing is read on the host."""
+    def _group_loss(self, term: DistillTerm,
+                    group: LogitGroup) -> Tuple[Tensor, EAStats]:
+        """A classification term's loss on one group's valid samples (their
+        mean) and the per-sample statistics of every sample, from one
+        computation of the entropies. Invalid samples are masked, not
+        indexed out: nothing is read on the host."""
         valid = group.valid
         student = masked_rows(group.student, valid)
         teacher = masked_rows(group.teacher, valid)
-        per_sample, stats = self.distill_loss.loss_and_stats(
+        per_sample, stats = term.loss.loss_and_stats(
             student, teacher, group.labels, reduction_override='none')
         loss = (torch.where(valid, per_sample, per_sample.new_zeros(())).sum()
                 / valid.sum().clamp(min=1))
         return loss, stats
 
-    def distill_losses(self, groups: Sequence[LogitGroup]
-                       ) -> Dict[str, Tensor]:
-        """KD loss of the groups and the mean EA statistics.
+    def term_losses(self, term: DistillTerm,
+                    groups: Sequence[LogitGroup]) -> Dict[str, Tensor]:
+        """One term's loss and mean statistics over the groups: the RoI
+        families' policy (classification terms only, see
+        ``DistillAdapter.check_term``); a family's distiller overrides it.
+
+        Args:
+            term (DistillTerm): The term.
+            groups (Sequence[LogitGroup]): The step's groups.
 
         Returns:
-            dict[str, Tensor]: ``loss_kd`` = sum over groups of the group's
-            weight times its loss (the mean over its valid samples); for
-            named groups also ``f'{name}.loss_kd'`` (that weighted term,
-            logged only: see :meth:`parse_losses`); ``ea_weight``,
-            ``entropy_t`` and ``entropy_s``: means over all valid samples
-            (detached).
+            dict[str, Tensor]: Under the term's keys (``term.key``):
+            ``loss_kd`` = sum over groups of the group's weight times the
+            term's loss on it (the mean over its valid samples); for named
+            groups also ``f'{group}.{key}'`` (that weighted part, logged
+            only: see :meth:`parse_losses`); ``ea_weight``, ``entropy_t``,
+            ``entropy_s``: means over all valid samples (detached).
         """
         losses: Dict[str, Tensor] = {}
         total: Optional[Tensor] = None
         sums: Dict[str, Tensor] = {}
         for group in groups:
-            loss, group_stats = self._kd_loss(group)
+            loss, group_stats = self._group_loss(term, group)
             weighted = group.weight * loss
             if group.name:
-                losses[f'{group.name}.{KD_LOSS}'] = weighted
+                losses[f'{group.name}.{term.key(KD_LOSS)}'] = weighted
             total = weighted if total is None else total + weighted
             for name, value in group_stats._asdict().items():
                 value = torch.where(group.valid, value,
                                     value.new_zeros(())).sum()
                 sums[name] = value if name not in sums else sums[name] + value
-        losses[KD_LOSS] = total
+        losses[term.key(KD_LOSS)] = total
         count = sum(group.valid.sum() for group in groups).clamp(min=1)
-        losses.update((name, value / count) for name, value in sums.items())
+        losses.update(
+            (term.key(name), value / count) for name, value in sums.items())
+        return losses
+
+    def distill_losses(self, groups: Sequence[LogitGroup]
+                       ) -> Dict[str, Tensor]:
+        """Every term's losses and statistics (:meth:`term_losses`).
+
+        Returns:
+            dict[str, Tensor]: The union over the terms, each under its own
+            keys (``loss_kd``, ``ea_weight``, ... for ``distill_loss``;
+            ``loss_kd_<name>``, ``ea_weight_<name>``, ... for named terms).
+        """
+        losses: Dict[str, Tensor] = {}
+        for term in self.terms():
+            losses.update(self.term_losses(term, groups))
         return losses
 
     def loss(self, batch_inputs: Tensor,
              batch_data_samples: SampleList) -> Dict[str, Tensor]:
-        """Detection losses of the student plus the distillation loss.
+        """Detection losses of the student plus the distillation terms.
 
         Args:
             batch_inputs (Tensor): Inputs, shape (B, 3, H, W).
@@ -365,12 +438,15 @@ class DistillerMixin:
                      ) -> Tuple[Tensor, Dict[str, Tensor]]:
         """mmengine's ``parse_losses``, with per-group KD terms logged only.
 
-        ``f'{group}.loss_kd'`` are parts of ``loss_kd``; summing them into the
-        total loss too would count them twice.
+        ``f'{group}.{key}'`` (``key`` a term's ``loss_kd`` key) are parts of
+        that term's loss; summing them into the total loss too would count
+        them twice.
         """
+        keys = {term.key(KD_LOSS) for term in self.terms()}
         parts = {
             key: value
-            for key, value in losses.items() if key.endswith(f'.{KD_LOSS}')
+            for key, value in losses.items()
+            if key.partition('.')[2] in keys
         }
         summed = {key: v for key, v in losses.items() if key not in parts}
         loss, log_vars = super().parse_losses(summed)
@@ -390,7 +466,7 @@ def student_model_config(model_cfg: dict) -> dict:
     """The plain student model config of a distillation model config.
 
     Testing, inference and checkpoints need the student only: this drops the
-    teacher and the distillation loss, and gives the plain mmdet detector
+    teacher and the distillation terms, and gives the plain mmdet detector
     type of the distilling detector (e.g. ``TwoStageDetector`` for Faster /
     Mask R-CNN, ``CascadeRCNN`` for a Cascade R-CNN). Other configs are
     returned unchanged; a wrapper with a ``module`` (e.g. ``DetTTAModel``) is

@@ -1,7 +1,8 @@
 # Copyright (c) mmdet-eakd contributors. All rights reserved.
 """EA-KD losses: pure math in :mod:`.functional` (classification) and
 :mod:`.ld_functional` (box distributions), registered modules."""
-from .ea_kd_loss import LOSS_TYPES, EADKDLoss, EAKDLoss, SigmoidEAKDLoss
+from .ea_kd_loss import (CLASS_LOGITS, LOSS_TYPES, EADKDLoss, EAKDLoss,
+                         SigmoidEAKDLoss)
 from .ea_ld_loss import BOX_DISTRIBUTION, EALDLoss
 from .functional import (EA_STAT_NAMES, SIGMOID_ENTROPY_TEMPERATURE,
                          SIGMOID_ENTROPY_UPPER_BOUND, STANDARDIZATION_EPS,
@@ -17,10 +18,12 @@ from .ld_functional import (BIN_REDUCTIONS, GFL_REG_MAX,
                             ea_ld_loss_per_location, ea_ld_statistics,
                             edge_entropies, edge_logits,
                             ld_entropy_upper_bound, ld_loss_per_edge,
-                            ld_loss_per_location, location_entropy)
+                            ld_loss_per_location, location_entropy,
+                            usable_box_rows)
 
 __all__ = [
-    'LOSS_TYPES', 'EAKDLoss', 'EADKDLoss', 'SigmoidEAKDLoss', 'WEIGHT_MODES',
+    'CLASS_LOGITS', 'LOSS_TYPES', 'EAKDLoss', 'EADKDLoss', 'SigmoidEAKDLoss',
+    'WEIGHT_MODES',
     'STANDARDIZATION_EPS', 'SIGMOID_ENTROPY_TEMPERATURE',
     'SIGMOID_ENTROPY_UPPER_BOUND', 'EAStats', 'EA_STAT_NAMES', 'ea_statistics',
     'softened_entropy', 'entropy_weights', 'kd_loss_per_sample',
@@ -33,5 +36,5 @@ __all__ = [
     'NUM_EDGES', 'LossAndStats', 'ld_entropy_upper_bound', 'edge_logits',
     'edge_entropies', 'location_entropy', 'ld_loss_per_edge',
     'ld_loss_per_location', 'ea_ld_statistics', 'ea_ld_loss_and_statistics',
-    'ea_ld_loss_per_location'
+    'ea_ld_loss_per_location', 'usable_box_rows'
 ]

@@ -30,6 +30,12 @@ from .functional import (SIGMOID_ENTROPY_TEMPERATURE, WEIGHT_MODES, EAStats,
 
 REDUCTIONS = ('none', 'mean', 'sum')
 
+#: What the classification losses here distil (their ``distills``):
+#: classification logits, shape (N, C). A distiller serves each term the
+#: tensors its loss declares; a loss that declares nothing is taken to
+#: distil classification logits.
+CLASS_LOGITS = 'class_logits'
+
 
 def _check(name: str, value: Any, valid: bool, requirement: str) -> None:
     """Raise ``ValueError('<name> must be <requirement>, got <value>')``
@@ -165,6 +171,8 @@ class _EADistillLoss(nn.Module):
     :meth:`_per_sample` and :meth:`_statistics`.
     """
 
+    #: What the loss compares: classification logits.
+    distills: str = CLASS_LOGITS
     #: The classifiers the loss is made for, ``'softmax'`` or ``'sigmoid'``;
     #: the distiller refuses a loss whose kind differs from the student's
     #: head family.

@@ -129,6 +129,25 @@ def edge_logits(logits: Tensor, reg_max: int = GFL_REG_MAX) -> Tensor:
     return logits.reshape(logits.size(0), NUM_EDGES, reg_max + 1)
 
 
+def usable_box_rows(logits: Tensor, reg_max: int = GFL_REG_MAX) -> Tensor:
+    """Which rows of box distribution logits are distributions to distil.
+
+    A row (location) is usable when each of its 4 edges is a distribution:
+    no NaN, no ``+inf`` and not every bin ``-inf``, i.e. a finite maximum
+    per edge (the rule of softmax classification logits, per edge). Computed
+    on the device (no host read).
+
+    Args:
+        logits (Tensor): Box distribution logits, shape
+            (N, 4 * (reg_max + 1)).
+        reg_max (int): Largest bin. Defaults to 16.
+
+    Returns:
+        Tensor: Shape (N,), bool.
+    """
+    return torch.isfinite(edge_logits(logits, reg_max).amax(dim=2)).all(dim=1)
+
+
 def _edge_rows(logits: Tensor, reg_max: int) -> Tensor:
     """``(N, 4 * (reg_max + 1))`` -> ``(N * 4, reg_max + 1)``, one row per
     edge, location-major (mmdet's ``reshape(-1, reg_max + 1)``)."""

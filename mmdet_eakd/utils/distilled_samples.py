@@ -84,6 +84,11 @@ def sweep_config(cfg: Config, teacher_checkpoint: str,
     if not is_distill_config(cfg.model):
         raise ValueError('the config does not build a distilling detector '
                          '(model.type); give a KD / EA-KD config.')
+    if cfg.model.get('distill_loss') is None:
+        raise ValueError(
+            'the config distils named distill_terms; the sweep reads the KD '
+            'temperature of one classification distill_loss. Give a KD / '
+            'EA-KD config with distill_loss.')
     set_random_seed(seed)
     cfg.model.teacher.checkpoint = teacher_checkpoint
     model = MODELS.build(cfg.model)

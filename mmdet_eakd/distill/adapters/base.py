@@ -7,14 +7,20 @@ come from. Its adapter:
 1. checks a student/teacher pair and raises :class:`UnsupportedPairError`
    naming the cause (:meth:`DistillAdapter.check_student`,
    :meth:`DistillAdapter.check_pair`);
-2. records, during the student's own single loss pass, what the detection
+2. refuses, by name, a distillation term the pair cannot serve: a tensor
+   its heads do not give, or one they give in another layout
+   (:meth:`DistillAdapter.check_term`);
+3. records, during the student's own single loss pass, what the detection
    loss used (:meth:`DistillAdapter.capture`): per group of samples, the
-   student's logits, the labels, the validity and where the samples are
-   (:class:`GroupCapture`);
-3. asks a detector of the family (the teacher) for its logits on the same
-   samples, given that detector's features (:meth:`DistillAdapter.logits`);
-4. leaves pairing, loss and logging to the core, which turns the captures and
-   the teacher's logits into :class:`LogitGroup` s.
+   student's logits (and the other kinds of tensor the terms compare), the
+   labels, the validity and where the samples are (:class:`GroupCapture`);
+4. asks a detector of the family (the teacher) for every kind of tensor the
+   terms compare on the same samples, from one pass of its head, given that
+   detector's features (:meth:`DistillAdapter.outputs`), and says which of
+   the teacher's rows are distributions to distil
+   (:meth:`DistillAdapter.usable_teacher_rows`);
+5. leaves pairing, loss and logging to the core, which turns the captures and
+   the teacher's outputs into :class:`LogitGroup` s.
 
 A new family is one file with a subclass decorated by
 :func:`register_adapter`, plus a registered detector that mixes
@@ -22,10 +28,20 @@ A new family is one file with a subclass decorated by
 """
 import contextlib
 import inspect
-from typing import (Any, Callable, ContextManager, Dict, List, NamedTuple,
-                    Sequence, Tuple, Type)
+from types import MappingProxyType
+from typing import (AbstractSet, Any, Callable, ContextManager, Dict, List,
+                    Mapping, NamedTuple, Optional, Sequence, Tuple, Type)
 
+import torch
 from torch import Tensor, nn
+
+from ...losses import CLASS_LOGITS, LOSS_TYPES
+from ..terms import DistillTerm
+
+#: No tensors besides the class logits (an immutable empty mapping).
+NO_TENSORS: Mapping[str, Tensor] = MappingProxyType({})
+#: The kinds of tensor of the original single classification term.
+LOGITS_ONLY: AbstractSet[str] = frozenset({CLASS_LOGITS})
 
 
 class UnsupportedPairError(TypeError):
@@ -52,6 +68,11 @@ class GroupCapture(NamedTuple):
             :meth:`DistillAdapter.logits` takes.
         feats (tuple[Tensor]): The student features the head classified the
             samples from.
+        student_tensors (Mapping[str, Tensor]): The student's tensors of
+            the other kinds the terms compare, by kind, one row per sample
+            in the order of ``student``, with gradient (e.g.
+            ``BOX_DISTRIBUTION``: shape (N, 4 * (reg_max + 1))). Empty when
+            the terms compare class logits only.
     """
     name: str
     student: Tensor
@@ -60,22 +81,38 @@ class GroupCapture(NamedTuple):
     weight: float
     samples: Any
     feats: Tuple[Tensor, ...]
+    student_tensors: Mapping[str, Tensor] = NO_TENSORS
 
 
 class LogitGroup(NamedTuple):
-    """One group of distilled samples: student/teacher logit pairs.
+    """One group of distilled samples: student/teacher pairs per sample.
+
+    The class logits are ``student`` / ``teacher``; the other kinds of
+    tensor the terms compare (e.g. box-edge distributions) are in
+    ``student_tensors`` / ``teacher_tensors``; :meth:`pair` gives either.
 
     Attributes:
         name (str): See :class:`GroupCapture`.
         student (Tensor): Student logits, shape (N, C), with gradient.
         teacher (Tensor): Teacher logits on the same samples, shape (N, C),
-            float32, no gradient.
+            float32, no gradient; rows not in ``distillable`` are zeros.
         labels (Tensor): Target class per sample, shape (N,), long.
-        valid (Tensor): Samples to distill, shape (N,), bool.
+        valid (Tensor): Samples the classification terms distil, shape
+            (N,), bool: the ``distillable`` ones the family's policy selects
+            for them (all of them, except for the dense family's
+            ``distill_locations``).
         weight (float): The group's loss weight.
         samples (Any): Where the samples are (see :class:`GroupCapture`);
             e.g. to classify them with another detector of the family through
             :meth:`DistillAdapter.logits`.
+        distillable (Tensor): Samples any term may distil, shape (N,), bool:
+            those the detection loss counted (weight > 0) where every
+            teacher output is a distribution. Each kind of term selects from
+            them (the dense box-distribution terms: the positives).
+        student_tensors (Mapping[str, Tensor]): See :class:`GroupCapture`.
+        teacher_tensors (Mapping[str, Tensor]): The teacher's tensors of the
+            same kinds, same shapes, float32, no gradient; rows not in
+            ``distillable`` are zeros.
     """
     name: str
     student: Tensor
@@ -84,6 +121,42 @@ class LogitGroup(NamedTuple):
     valid: Tensor
     weight: float
     samples: Any
+    distillable: Tensor
+    student_tensors: Mapping[str, Tensor] = NO_TENSORS
+    teacher_tensors: Mapping[str, Tensor] = NO_TENSORS
+
+    def pair(self, kind: str) -> Tuple[Tensor, Tensor]:
+        """The student's and the teacher's tensors of ``kind``.
+
+        Args:
+            kind (str): ``CLASS_LOGITS`` or a key of ``student_tensors``.
+
+        Returns:
+            tuple[Tensor, Tensor]: Each of shape (N, D) (D = C for the class
+            logits).
+        """
+        if kind == CLASS_LOGITS:
+            return self.student, self.teacher
+        return self.student_tensors[kind], self.teacher_tensors[kind]
+
+
+def usable_teacher_rows(logits: Tensor, classifier: str) -> Tensor:
+    """Which rows of teacher logits are a distribution to distill from.
+
+    Computed on the device (no host read). Softmax: no NaN, no ``+inf`` and
+    not every logit ``-inf``, i.e. a finite row maximum. Sigmoid: no NaN
+    (``+-inf`` are the probabilities 1 and 0).
+
+    Args:
+        logits (Tensor): Teacher logits, shape (N, C).
+        classifier (str): ``'softmax'`` or ``'sigmoid'``.
+
+    Returns:
+        Tensor: Shape (N,), bool.
+    """
+    if classifier == 'sigmoid':
+        return ~torch.isnan(logits).any(dim=1)
+    return torch.isfinite(logits.amax(dim=1))
 
 
 class DistillAdapter:
@@ -113,9 +186,51 @@ class DistillAdapter:
         the student's samples (head, classes, classifier type)."""
         raise NotImplementedError
 
-    def capture(self, student: nn.Module
+    def check_term(self,
+                   term: DistillTerm,
+                   student: nn.Module,
+                   teacher: Optional[nn.Module] = None) -> None:
+        """Refuse a term the student (and the teacher, if given) cannot serve.
+
+        Called for every term before the teacher is built (``teacher``
+        None) and again with the built teacher, before its checkpoint is
+        read. This base serves classification terms only: the term's
+        ``classifier``, if it declares one, must be the family's.
+
+        Args:
+            term (DistillTerm): The term.
+            student (nn.Module): The student (checked by
+                :meth:`check_student`).
+            teacher (nn.Module, optional): The teacher (checked by
+                :meth:`check_pair`).
+
+        Raises:
+            UnsupportedPairError: Naming the term, its loss type and what the
+                heads lack.
+        """
+        if term.kind != CLASS_LOGITS:
+            raise UnsupportedPairError(
+                f'{term.describe()} distils {term.compares}, but the '
+                f'{self.family} give classification logits only. Remove the '
+                'term, or distil heads that predict them.')
+        kind = getattr(term.loss, 'classifier', None)
+        if kind is not None and kind != self.classifier:
+            raise UnsupportedPairError(
+                f'{term.label} {type(term.loss).__name__} is made for {kind} '
+                f'classifiers, but the student\'s {self.family} classify '
+                f'with {self.classifier}. Use '
+                f"{' or '.join(LOSS_TYPES[self.classifier].values())}.")
+
+    def capture(self, student: nn.Module,
+                kinds: AbstractSet[str] = LOGITS_ONLY
                 ) -> ContextManager[List[GroupCapture]]:
         """Record what the student's loss pass uses, as :class:`GroupCapture`.
+
+        Args:
+            student (nn.Module): The student.
+            kinds (AbstractSet[str]): The kinds of tensor the terms compare
+                (checked by :meth:`check_term`); those besides
+                ``CLASS_LOGITS`` go to ``GroupCapture.student_tensors``.
 
         Returns:
             A context manager; the list it yields is filled when the context
@@ -137,6 +252,44 @@ class DistillAdapter:
             Tensor: Logits, shape (N, C).
         """
         raise NotImplementedError
+
+    def outputs(self, detector: nn.Module, feats: Tuple[Tensor, ...],
+                samples: Any, kinds: AbstractSet[str]) -> Dict[str, Tensor]:
+        """Every kind of tensor ``kinds`` names, of ``detector``'s head on
+        ``samples``, from one pass of its head; always the class logits.
+
+        This base gives the class logits (:meth:`logits`), the only kind it
+        serves (see :meth:`check_term`).
+
+        Args:
+            detector (nn.Module): A detector of the family (the teacher).
+            feats (tuple[Tensor]): Its ``extract_feat`` output on the batch.
+            samples (Any): ``GroupCapture.samples`` of one group.
+            kinds (AbstractSet[str]): The kinds of tensor the terms compare.
+
+        Returns:
+            dict[str, Tensor]: Kind -> tensor of shape (N, D), rows in the
+            order of the group's samples.
+        """
+        return {CLASS_LOGITS: self.logits(detector, feats, samples)}
+
+    def usable_teacher_rows(self, kind: str, teacher: Tensor) -> Tensor:
+        """Which rows of a teacher tensor of ``kind`` are distributions to
+        distil (on the device, no host read).
+
+        This base knows class logits (:func:`usable_teacher_rows` of the
+        family's classifier).
+
+        Args:
+            kind (str): The tensor's kind.
+            teacher (Tensor): The teacher's tensor, shape (N, D).
+
+        Returns:
+            Tensor: Shape (N,), bool.
+        """
+        if kind != CLASS_LOGITS:
+            raise ValueError(f'The {self.family} adapter gives no {kind}.')
+        return usable_teacher_rows(teacher, self.classifier)
 
 
 _ADAPTERS: List[DistillAdapter] = []

@@ -1,10 +1,11 @@
 """Adapter of ``CascadeRoIHead`` (Cascade R-CNN, box branch)."""
-from typing import ContextManager, List, Tuple
+from typing import AbstractSet, ContextManager, List, Tuple
 
 from torch import Tensor, nn
 
 from mmdet.models.roi_heads import CascadeRoIHead
-from .base import GroupCapture, UnsupportedPairError, register_adapter
+from .base import (LOGITS_ONLY, GroupCapture, UnsupportedPairError,
+                   register_adapter)
 from .roi_common import (RoISamples, SoftmaxRoIAdapter, capture_box_stages,
                          check_same_classes, check_softmax_heads,
                          check_two_stage, roi_logits)
@@ -41,7 +42,8 @@ class CascadeRoIAdapter(SoftmaxRoIAdapter):
             check_softmax_heads(student.roi_head, 'student'),
             check_softmax_heads(roi_head, 'teacher'))
 
-    def capture(self, student: nn.Module
+    def capture(self, student: nn.Module,
+                kinds: AbstractSet[str] = LOGITS_ONLY
                 ) -> ContextManager[List[GroupCapture]]:
         roi_head = student.roi_head
         return capture_box_stages(

@@ -25,9 +25,20 @@ student's loss used for the same weights.
 
 Labels follow mmdet: ``[0, num_classes)`` for positives, ``num_classes`` for
 background; ``label_weights == 0`` marks ignored and outside anchors.
+
+Box-edge distributions (``BOX_DISTRIBUTION``, for ``EALDLoss`` terms) come
+from ``GFLHead`` only: its forward gives ``bbox_preds[l]`` of shape (B, 4 *
+(reg_max + 1), H_l, W_l) (one anchor per position), the logits of each
+edge's distribution over ``reg_max + 1`` bins, which its loss reads as
+``bbox_pred.permute(0, 2, 3, 1).reshape(-1, 4 * (reg_max + 1))``. The
+student's are taken from the output of the head's forward in its one loss
+pass (the tensors its loss used, with gradient), the teacher's from the same
+head call that gives its logits; both are flattened with
+:func:`flatten_levels`, so row ``n`` is the location of logit row ``n``.
 """
 import contextlib
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import (AbstractSet, Any, Dict, Iterator, List, NamedTuple,
+                    Optional, Tuple)
 
 import torch
 from torch import Tensor, nn
@@ -35,8 +46,12 @@ from torch import Tensor, nn
 from mmdet.models.dense_heads import (AnchorHead, ATSSHead, FCOSHead,
                                       GFLHead)
 from mmdet.models.detectors import SingleStageDetector
-from .base import (DistillAdapter, GroupCapture, UnsupportedPairError,
-                   call_arguments, hooks, register_adapter)
+from ...losses import (BOX_DISTRIBUTION, CLASS_LOGITS, NUM_EDGES,
+                       usable_box_rows)
+from ..terms import DistillTerm
+from .base import (LOGITS_ONLY, DistillAdapter, GroupCapture,
+                   UnsupportedPairError, call_arguments, hooks,
+                   register_adapter)
 
 #: Supported heads and the methods their classification loss lives in; a
 #: subclass is supported if it keeps these methods of its nearest listed base.
@@ -64,11 +79,14 @@ class DenseAlignmentError(UnsupportedPairError):
 
 
 def flatten_levels(cls_scores: List[Tensor], num_classes: int) -> Tensor:
-    """Per-location logits of a dense head's output, in the loss's order.
+    """Per-location rows of a dense head's output, in the loss's order.
 
     Args:
-        cls_scores (list[Tensor]): Per level, shape (B, A * C, H, W).
-        num_classes (int): C (sigmoid classifiers: no background column).
+        cls_scores (list[Tensor]): Per level, shape (B, A * C, H, W) (or a
+            GFL head's box distributions, (B, 4 * (reg_max + 1), H, W) with
+            ``num_classes = 4 * (reg_max + 1)``).
+        num_classes (int): C (sigmoid classifiers: no background column),
+            the width of a row.
 
     Returns:
         Tensor: Shape (sum_l B * H_l * W_l * A, C), ordered by (level, image,
@@ -78,6 +96,12 @@ def flatten_levels(cls_scores: List[Tensor], num_classes: int) -> Tensor:
         score.permute(0, 2, 3, 1).reshape(-1, num_classes)
         for score in cls_scores
     ])
+
+
+def box_distribution_width(head: nn.Module) -> int:
+    """Columns of a GFL head's box distribution rows, ``4 * (reg_max +
+    1)``."""
+    return NUM_EDGES * (head.reg_max + 1)
 
 
 def _loss_base(head: nn.Module) -> Optional[type]:
@@ -208,20 +232,29 @@ def check_shapes(student: List[Tuple[int, ...]],
 
 
 class _DenseRecord:
-    """Filled by the hooks on the student's head during the loss pass."""
+    """Filled by the hooks on the student's head during the loss pass.
 
-    def __init__(self) -> None:
+    Args:
+        kinds (AbstractSet[str]): The kinds of tensor the terms compare.
+    """
+
+    def __init__(self, kinds: AbstractSet[str]) -> None:
+        self.kinds = kinds
         self.shapes: Optional[Tuple[torch.Size, ...]] = None
         self.feats: Optional[Tuple[Tensor, ...]] = None
         self.head_calls = 0
         self.scores: List[Tensor] = []
         self.labels: List[Tensor] = []
         self.label_weights: List[Optional[Tensor]] = []
+        self.box_preds: Optional[List[Tensor]] = None
 
     def on_head(self, module: nn.Module, args: tuple, output: Any) -> None:
         self.head_calls += 1
         self.feats = tuple(args[0])
         self.shapes = tuple(score.shape for score in output[0])
+        if BOX_DISTRIBUTION in self.kinds:
+            # GFLHead's (cls_scores, bbox_preds): what its loss reads.
+            self.box_preds = list(output[1])
 
     def on_loss_cls(self, module: nn.Module, args: tuple,
                     kwargs: Dict[str, Any]) -> None:
@@ -235,7 +268,8 @@ class _DenseRecord:
         self.label_weights.append(values[2])
 
     def to_group(self, head: nn.Module) -> GroupCapture:
-        """The one group of locations (call after the loss pass)."""
+        """The one group of locations (call after the loss pass), with the
+        box distributions in ``student_tensors`` if a term compares them."""
         if self.head_calls != 1:
             raise RuntimeError(
                 'Dense distillation expects the student\'s head to run once '
@@ -261,6 +295,17 @@ class _DenseRecord:
                 f'labels, not the {expected} locations of its output '
                 f'{[tuple(s) for s in self.shapes]}; its head is not '
                 'supported.')
+        student_tensors = {}
+        if BOX_DISTRIBUTION in self.kinds:
+            boxes = flatten_levels(self.box_preds,
+                                   box_distribution_width(head))
+            if boxes.size(0) != expected:
+                raise RuntimeError(
+                    f'The student\'s {type(head).__name__} gave box '
+                    f'distributions for {boxes.size(0)} locations, not the '
+                    f'{expected} of its classification output; its head is '
+                    'not supported.')
+            student_tensors[BOX_DISTRIBUTION] = boxes
         return GroupCapture(
             name='',
             student=student,
@@ -268,7 +313,8 @@ class _DenseRecord:
             valid=valid,
             weight=1.0,
             samples=DenseSamples(self.shapes),
-            feats=self.feats)
+            feats=self.feats,
+            student_tensors=student_tensors)
 
 
 @register_adapter
@@ -276,7 +322,11 @@ class DenseHeadAdapter(DistillAdapter):
     """One group: every location of every level, named ``''`` (logged as
     ``loss_kd``), weight 1; ``valid`` excludes what the detection loss
     ignores (``label_weights == 0``). The teacher is a dense detector with
-    the same levels, strides, anchors, classes and feature-map sizes."""
+    the same levels, strides, anchors, classes and feature-map sizes.
+
+    Besides classification terms it serves box-distribution terms
+    (``BOX_DISTRIBUTION``) when both heads are ``GFLHead`` s with the
+    ``reg_max`` of the term's loss."""
 
     family = 'dense one-stage heads (RetinaNet, ATSS, GFL, FCOS)'
     classifier = 'sigmoid'
@@ -308,10 +358,59 @@ class DenseHeadAdapter(DistillAdapter):
         check_feature_maps(student, teacher,
                            int(largest * self.check_size_strides))
 
+    def check_term(self,
+                   term: DistillTerm,
+                   student: nn.Module,
+                   teacher: Optional[nn.Module] = None) -> None:
+        """Classification terms as the base class; a box-distribution term
+        needs ``GFLHead`` s whose ``reg_max`` is the loss's and the same for
+        student and teacher (the bins of their edge distributions pair one to
+        one)."""
+        if term.kind != BOX_DISTRIBUTION:
+            super().check_term(term, student, teacher)
+            return
+        student_head = self._box_distribution_head(term, student, 'student')
+        loss_reg_max = getattr(term.loss, 'reg_max', None)
+        if loss_reg_max is not None and loss_reg_max != student_head.reg_max:
+            raise UnsupportedPairError(
+                f'{term.describe()} has reg_max={loss_reg_max}, but the '
+                f'student\'s {type(student_head).__name__} has reg_max='
+                f'{student_head.reg_max} ({student_head.reg_max + 1} bins per '
+                f'edge). Set {term.label}.reg_max={student_head.reg_max}.')
+        if teacher is None:
+            return
+        teacher_head = self._box_distribution_head(term, teacher, 'teacher')
+        if teacher_head.reg_max != student_head.reg_max:
+            raise UnsupportedPairError(
+                f'{term.describe()}: the teacher\'s '
+                f'{type(teacher_head).__name__} has reg_max='
+                f'{teacher_head.reg_max} but the student\'s '
+                f'{type(student_head).__name__} reg_max={student_head.reg_max}'
+                ': their edge distributions have different bins, which LD '
+                'cannot pair. Use a teacher and a student with the same '
+                'reg_max, or remove the term.')
+
+    @staticmethod
+    def _box_distribution_head(term: DistillTerm, detector: nn.Module,
+                               role: str) -> nn.Module:
+        """``detector``'s head if it predicts box-edge distributions, else
+        raise :class:`UnsupportedPairError` naming ``term``."""
+        head = detector.bbox_head
+        if not isinstance(head, GFLHead):
+            raise UnsupportedPairError(
+                f'{term.describe()} distils {term.compares}, but the '
+                f'{role}\'s {type(head).__name__} predicts none (it regresses '
+                'each box directly). Box-distribution terms need a GFLHead '
+                f'{role} (GFL: reg_max + 1 bins per edge); remove the term '
+                'or use a GFL pair.')
+        return head
+
     @contextlib.contextmanager
-    def capture(self, student: nn.Module) -> Iterator[List[GroupCapture]]:
+    def capture(self, student: nn.Module,
+                kinds: AbstractSet[str] = LOGITS_ONLY
+                ) -> Iterator[List[GroupCapture]]:
         head = student.bbox_head
-        record = _DenseRecord()
+        record = _DenseRecord(kinds)
         groups: List[GroupCapture] = []
         with hooks([
                 lambda: head.register_forward_hook(record.on_head),
@@ -323,8 +422,30 @@ class DenseHeadAdapter(DistillAdapter):
 
     def logits(self, detector: nn.Module, feats: Tuple[Tensor, ...],
                samples: DenseSamples) -> Tensor:
+        return self.outputs(detector, feats, samples,
+                            LOGITS_ONLY)[CLASS_LOGITS]
+
+    def outputs(self, detector: nn.Module, feats: Tuple[Tensor, ...],
+                samples: DenseSamples,
+                kinds: AbstractSet[str]) -> Dict[str, Tensor]:
+        """The class logits and, for ``BOX_DISTRIBUTION``, the box
+        distributions, from one call of ``detector``'s head, flattened with
+        :func:`flatten_levels` in the order of the student's locations."""
         head = detector.bbox_head
-        cls_scores = head(feats)[0]
+        outs = head(feats)
+        cls_scores = outs[0]
         check_shapes(samples.shapes, [score.shape for score in cls_scores],
                      'this batch')
-        return flatten_levels(cls_scores, head.num_classes)
+        tensors = {CLASS_LOGITS: flatten_levels(cls_scores, head.num_classes)}
+        if BOX_DISTRIBUTION in kinds:
+            tensors[BOX_DISTRIBUTION] = flatten_levels(
+                outs[1], box_distribution_width(head))
+        return tensors
+
+    def usable_teacher_rows(self, kind: str, teacher: Tensor) -> Tensor:
+        """Class logits as the base class; box distributions: every edge a
+        distribution (:func:`~mmdet_eakd.losses.usable_box_rows`)."""
+        if kind == BOX_DISTRIBUTION:
+            return usable_box_rows(teacher,
+                                   teacher.size(1) // NUM_EDGES - 1)
+        return super().usable_teacher_rows(kind, teacher)
