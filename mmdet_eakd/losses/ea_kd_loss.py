@@ -162,6 +162,52 @@ def _check_labels(labels: Optional[Tensor], num_samples: int,
         f'{num_classes} columns (background = {num_classes - 1})')
 
 
+def set_ea_arguments(module: nn.Module, *, loss_weight: float,
+                     temperature: float, entropy_temperature: float,
+                     weight_mode: str, entropy_upper_bound: Optional[float],
+                     reduction: str, check_finite: bool,
+                     default_upper_bound: str) -> None:
+    """Check the hyper-parameters that every EA loss module shares and set
+    them as attributes of ``module`` (the one place they are checked).
+
+    Args:
+        module (nn.Module): The loss module.
+        loss_weight, temperature, entropy_temperature, weight_mode,
+        entropy_upper_bound, reduction, check_finite: As the modules' own
+            arguments (see :class:`EAKDLoss`).
+        default_upper_bound (str): What ``entropy_upper_bound=None`` stands
+            for, as the error names it (e.g. ``'log C'``).
+
+    Raises:
+        ValueError: An argument out of its range, naming it and the range.
+    """
+    _check('loss_weight', loss_weight,
+           _is_number(loss_weight) and loss_weight >= 0,
+           'a finite number >= 0')
+    _check('temperature', temperature,
+           _is_number(temperature) and temperature > 0, 'a finite number > 0')
+    _check('entropy_temperature', entropy_temperature,
+           _is_number(entropy_temperature) and entropy_temperature > 0,
+           'a finite number > 0')
+    _check('weight_mode', weight_mode, weight_mode in WEIGHT_MODES,
+           f'one of {WEIGHT_MODES}')
+    _check(
+        'entropy_upper_bound', entropy_upper_bound, entropy_upper_bound is None
+        or (_is_number(entropy_upper_bound) and entropy_upper_bound > 0),
+        f'None ({default_upper_bound}) or a finite number > 0')
+    _check('reduction', reduction, reduction in REDUCTIONS,
+           f'one of {REDUCTIONS}')
+    _check('check_finite', check_finite, isinstance(check_finite, bool),
+           'a bool')
+    module.loss_weight = loss_weight
+    module.temperature = temperature
+    module.entropy_temperature = entropy_temperature
+    module.weight_mode = weight_mode
+    module.entropy_upper_bound = entropy_upper_bound
+    module.reduction = reduction
+    module.check_finite = check_finite
+
+
 class _EADistillLoss(nn.Module):
     """Shared arguments, checks, reduction and statistics of the EA losses.
 
@@ -187,33 +233,16 @@ class _EADistillLoss(nn.Module):
                  entropy_upper_bound: Optional[float], reduction: str,
                  check_finite: bool) -> None:
         super().__init__()
-        _check('loss_weight', loss_weight,
-               _is_number(loss_weight) and loss_weight >= 0,
-               'a finite number >= 0')
-        _check('temperature', temperature,
-               _is_number(temperature) and temperature > 0,
-               'a finite number > 0')
-        _check('entropy_temperature', entropy_temperature,
-               _is_number(entropy_temperature) and entropy_temperature > 0,
-               'a finite number > 0')
-        _check('weight_mode', weight_mode, weight_mode in WEIGHT_MODES,
-               f'one of {WEIGHT_MODES}')
-        _check(
-            'entropy_upper_bound', entropy_upper_bound,
-            entropy_upper_bound is None
-            or (_is_number(entropy_upper_bound) and entropy_upper_bound > 0),
-            f'None ({self._default_upper_bound}) or a finite number > 0')
-        _check('reduction', reduction, reduction in REDUCTIONS,
-               f'one of {REDUCTIONS}')
-        _check('check_finite', check_finite, isinstance(check_finite, bool),
-               'a bool')
-        self.loss_weight = loss_weight
-        self.temperature = temperature
-        self.entropy_temperature = entropy_temperature
-        self.weight_mode = weight_mode
-        self.entropy_upper_bound = entropy_upper_bound
-        self.reduction = reduction
-        self.check_finite = check_finite
+        set_ea_arguments(
+            self,
+            loss_weight=loss_weight,
+            temperature=temperature,
+            entropy_temperature=entropy_temperature,
+            weight_mode=weight_mode,
+            entropy_upper_bound=entropy_upper_bound,
+            reduction=reduction,
+            check_finite=check_finite,
+            default_upper_bound=self._default_upper_bound)
 
     def _check_logits(self, student_logits: Tensor,
                       teacher_logits: Tensor) -> None:

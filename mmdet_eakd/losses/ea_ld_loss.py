@@ -14,8 +14,8 @@ from mmdet.models.losses.utils import weight_reduce_loss
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from .ea_kd_loss import REDUCTIONS, _check, _is_number
-from .functional import WEIGHT_MODES, EAStats
+from .ea_kd_loss import REDUCTIONS, _check, set_ea_arguments
+from .functional import EAStats
 from .ld_functional import (BIN_REDUCTIONS, GFL_REG_MAX,
                             LD_ENTROPY_TEMPERATURE, LD_TEMPERATURE, NUM_EDGES,
                             LossAndStats, _ea_ld, edge_logits,
@@ -103,41 +103,24 @@ class EALDLoss(nn.Module):
                  reduction: str = 'mean',
                  check_finite: bool = False) -> None:
         super().__init__()
-        _check('weight_mode', weight_mode, weight_mode in WEIGHT_MODES,
-               f'one of {WEIGHT_MODES}')
-        _check('temperature', temperature,
-               _is_number(temperature) and temperature > 0,
-               'a finite number > 0')
-        _check('entropy_temperature', entropy_temperature,
-               _is_number(entropy_temperature) and entropy_temperature > 0,
-               'a finite number > 0')
+        set_ea_arguments(
+            self,
+            loss_weight=loss_weight,
+            temperature=temperature,
+            entropy_temperature=entropy_temperature,
+            weight_mode=weight_mode,
+            entropy_upper_bound=entropy_upper_bound,
+            reduction=reduction,
+            check_finite=check_finite,
+            default_upper_bound='log(reg_max + 1)')
         _check(
             'reg_max', reg_max,
             isinstance(reg_max, int) and not isinstance(reg_max, bool)
             and reg_max >= 1, 'an int >= 1')
-        _check('loss_weight', loss_weight,
-               _is_number(loss_weight) and loss_weight >= 0,
-               'a finite number >= 0')
-        _check(
-            'entropy_upper_bound', entropy_upper_bound,
-            entropy_upper_bound is None
-            or (_is_number(entropy_upper_bound) and entropy_upper_bound > 0),
-            'None (log(reg_max + 1)) or a finite number > 0')
         _check('bin_reduction', bin_reduction, bin_reduction in BIN_REDUCTIONS,
                f'one of {BIN_REDUCTIONS}')
-        _check('reduction', reduction, reduction in REDUCTIONS,
-               f'one of {REDUCTIONS}')
-        _check('check_finite', check_finite, isinstance(check_finite, bool),
-               'a bool')
-        self.weight_mode = weight_mode
-        self.temperature = temperature
-        self.entropy_temperature = entropy_temperature
         self.reg_max = reg_max
-        self.loss_weight = loss_weight
-        self.entropy_upper_bound = entropy_upper_bound
         self.bin_reduction = bin_reduction
-        self.reduction = reduction
-        self.check_finite = check_finite
 
     @property
     def num_bins(self) -> int:
