@@ -57,19 +57,34 @@ def _check_logits(student_logits: Tensor, teacher_logits: Tensor,
     (``'num_classes + 1'`` or ``'num_classes'``)."""
     for name, logits in (('student_logits', student_logits),
                          ('teacher_logits', teacher_logits)):
-        if not isinstance(logits, Tensor) or not logits.is_floating_point():
-            raise TypeError(
-                f'{name} must be a floating-point tensor, got '
-                f'{getattr(logits, "dtype", type(logits).__name__)}')
+        check_floating(name, logits)
         if logits.dim() != 2 or logits.size(1) < 1:
             raise ValueError(
                 f'{name} must have shape (N, {class_dim}) with at least '
                 f'one class, got shape {tuple(logits.shape)}')
+    check_same_shape_and_device(student_logits, teacher_logits,
+                                f'(N, {class_dim})')
+
+
+def check_floating(name: str, logits: Any) -> None:
+    """Raise a TypeError naming ``name`` unless ``logits`` is a
+    floating-point tensor."""
+    if not isinstance(logits, Tensor) or not logits.is_floating_point():
+        raise TypeError(
+            f'{name} must be a floating-point tensor, got '
+            f'{getattr(logits, "dtype", type(logits).__name__)}')
+
+
+def check_same_shape_and_device(student_logits: Tensor,
+                                teacher_logits: Tensor,
+                                expected: str) -> None:
+    """Raise a ValueError unless the pair has one shape (``expected``
+    describes it in the message) and one device."""
     if student_logits.shape != teacher_logits.shape:
         raise ValueError(
             f'teacher_logits has shape {tuple(teacher_logits.shape)} but '
             f'student_logits has shape {tuple(student_logits.shape)}; both '
-            f'must be (N, {class_dim})')
+            f'must be {expected}')
     if student_logits.device != teacher_logits.device:
         raise ValueError(f'teacher_logits is on {teacher_logits.device} but '
                          f'student_logits is on {student_logits.device}')

@@ -14,7 +14,8 @@ from mmdet.models.losses.utils import weight_reduce_loss
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from .ea_kd_loss import REDUCTIONS, _check, set_ea_arguments
+from .ea_kd_loss import (REDUCTIONS, _check, check_floating,
+                         check_same_shape_and_device, set_ea_arguments)
 from .functional import EAStats
 from .ld_functional import (BIN_REDUCTIONS, GFL_REG_MAX,
                             LD_ENTROPY_TEMPERATURE, LD_TEMPERATURE, NUM_EDGES,
@@ -137,11 +138,7 @@ class EALDLoss(nn.Module):
                    f'reg_max={self.reg_max}'
         for name, logits in (('student_logits', student_logits),
                              ('teacher_logits', teacher_logits)):
-            if not isinstance(logits,
-                              Tensor) or not logits.is_floating_point():
-                raise TypeError(
-                    f'{name} must be a floating-point tensor, got '
-                    f'{getattr(logits, "dtype", type(logits).__name__)}')
+            check_floating(name, logits)
             if logits.dim() != 2 or logits.size(1) != width:
                 hint = ''
                 if logits.dim() == 2 and logits.size(1) == bins:
@@ -154,15 +151,7 @@ class EALDLoss(nn.Module):
                             f'{logits.size(1) // NUM_EDGES - 1})')
                 raise ValueError(f'{name} must have shape {expected}, got '
                                  f'shape {tuple(logits.shape)}{hint}')
-        if student_logits.shape != teacher_logits.shape:
-            raise ValueError(
-                f'teacher_logits has shape {tuple(teacher_logits.shape)} but '
-                f'student_logits has shape {tuple(student_logits.shape)}; '
-                f'both must be {expected}')
-        if student_logits.device != teacher_logits.device:
-            raise ValueError(f'teacher_logits is on {teacher_logits.device} '
-                             f'but student_logits is on '
-                             f'{student_logits.device}')
+        check_same_shape_and_device(student_logits, teacher_logits, expected)
         if self.check_finite:
             self._check_finite_values(student_logits, teacher_logits)
 
