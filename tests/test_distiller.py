@@ -266,3 +266,36 @@ def test_usable_teacher_rows_by_classifier():
     assert usable_teacher_rows(logits, 'sigmoid').tolist() == [
         True, True, False, True, True
     ]
+
+
+def test_foreground_rois_distil_only_the_foreground(teacher_ckpt):
+    """``distill_rois='foreground'``: the KD loss is the mean per-RoI term
+    over the RoIs sampled as objects; background RoIs are masked out (their
+    rows reach the loss as zeros)."""
+    cfg = distill_model_cfg(teacher_ckpt)
+    cfg.distill_rois = 'foreground'
+    torch.manual_seed(1)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    calls = record_loss_calls(model.distill_loss)
+    model.train()
+    data = model.data_preprocessor(batch(4), True)
+    losses = model.loss(data['inputs'], data['data_samples'])
+    (call, ) = calls
+    labels = call['labels']
+    foreground = labels < 8
+    assert 0 < int(foreground.sum()) < len(labels)
+    assert not call['student'][~foreground].any()
+    assert call['student'][foreground].abs().sum() > 0
+    per_roi = model.distill_loss(call['student'], call['teacher'], labels,
+                                 reduction_override='none')
+    assert torch.allclose(losses['loss_kd'], per_roi[foreground].mean())
+    # the plain student config drops the option
+    assert 'distill_rois' not in student_model_config(cfg)
+
+
+def test_unknown_distill_rois_is_refused(teacher_ckpt):
+    cfg = distill_model_cfg(teacher_ckpt)
+    cfg.distill_rois = 'positives'
+    with pytest.raises(ValueError, match="distill_rois must be one of"):
+        MODELS.build(cfg)

@@ -1,8 +1,24 @@
 """RoI-level knowledge distillation for two-stage detectors."""
+from typing import Dict, Optional, Tuple
+
+from torch import Tensor
+
 from mmdet.models.detectors import TwoStageDetector
 from mmdet.models.roi_heads import CascadeRoIHead
 from mmdet.registry import MODELS
-from ..distill import DistillerMixin
+from mmdet.structures import SampleList
+from ..distill import DISTILL_ARGS, DistillerMixin, LogitGroup
+from ..distill.core import DistillInputs
+
+#: Which sampled RoIs the classification terms distil (``distill_rois``).
+ROI_SELECTIONS: Tuple[str, ...] = ('all', 'foreground')
+
+
+def foreground_rois(group: LogitGroup) -> Tensor:
+    """The valid RoIs of ``group`` sampled as an object (label below the
+    background label ``C - 1``), shape (N,), bool."""
+    background = group.student.shape[1] - 1
+    return group.valid & (group.labels < background)
 
 
 @MODELS.register_module()
@@ -39,9 +55,41 @@ class RoIDistillTwoStageDetector(DistillerMixin, TwoStageDetector):
             the teacher's backbone and neck. Defaults to None.
         teacher_channels_last (bool): Channels-last teacher. Defaults to
             False.
+        distill_rois (str): Which sampled RoIs the terms distil: ``'all'``
+            (default, the paper's protocol) or ``'foreground'``, those the
+            sampler assigned to an object (a control: the RoI twin of the
+            dense ``distill_locations='positives'``).
         **kwargs: The student's ``TwoStageDetector`` arguments (backbone, neck,
             rpn_head, roi_head, train_cfg, test_cfg, data_preprocessor, ...).
     """
+
+    distill_args = DISTILL_ARGS + ('distill_rois', )
+
+    def __init__(self,
+                 teacher: dict,
+                 distill_loss: Optional[dict] = None,
+                 distill_terms: Optional[Dict[str, dict]] = None,
+                 distill_rois: str = 'all',
+                 **kwargs) -> None:
+        if distill_rois not in ROI_SELECTIONS:
+            raise ValueError(f'distill_rois must be one of {ROI_SELECTIONS}, '
+                             f'got {distill_rois!r}.')
+        super().__init__(teacher=teacher, distill_loss=distill_loss,
+                         distill_terms=distill_terms, **kwargs)
+        self.distill_rois = distill_rois
+
+    def distill_inputs(self, batch_inputs: Tensor,
+                       batch_data_samples: SampleList) -> DistillInputs:
+        """The core's inputs; with ``distill_rois='foreground'`` ``valid``
+        keeps the foreground RoIs only (:func:`foreground_rois`)."""
+        inputs = super().distill_inputs(batch_inputs, batch_data_samples)
+        if self.distill_rois == 'all':
+            return inputs
+        groups = [
+            group._replace(valid=foreground_rois(group))
+            for group in inputs.groups
+        ]
+        return DistillInputs(inputs.losses, groups)
 
     @classmethod
     def student_type(cls, model_cfg: dict) -> str:

@@ -35,6 +35,13 @@ class Method:
             config's.
         loss_weight (float, optional): ``loss_weight`` of the loss; None
             keeps the KD config's.
+        distill_rois (str, optional): The RoI distiller's ``distill_rois``
+            (softmax regimes only); None keeps the KD config's.
+        loss_weight_from (str, optional): Another method whose runs measure
+            this method's ``loss_weight``: the mean over its seeds of the
+            EA weight it logged over training (a control that gives plain
+            KD EA-KD's loss scale without its per-sample weighting). Its runs
+            train after those of that method.
     """
     name: str
     loss_type: Optional[str]
@@ -43,6 +50,8 @@ class Method:
     entropy_temperature: Optional[float] = None
     distill_locations: Optional[str] = None
     loss_weight: Optional[float] = None
+    distill_rois: Optional[str] = None
+    loss_weight_from: Optional[str] = None
 
     @property
     def distills(self) -> bool:
@@ -61,6 +70,13 @@ METHODS: Dict[str, Method] = {m.name: m for m in (
     Method('KD-x0.1', 'EAKDLoss', 'none',
            "plain KD with loss_weight 0.1 (about EA-KD's loss scale on dense "
            'heads)', loss_weight=0.1),
+    Method('KD-fg', 'EAKDLoss', 'none',
+           'plain KD on foreground RoIs only (RoI heads; the twin of KD-pos)',
+           distill_rois='foreground'),
+    Method('KD-xEA', 'EAKDLoss', 'none',
+           "plain KD with loss_weight = EA-KD's mean EA weight (measured "
+           'from the EA-KD runs): its scale without its weighting',
+           loss_weight_from='EA-KD'),
     Method('EA-KD-base', 'EAKDLoss', 'base', 'EA ablation: w = H_T'),
     Method('EA-KD-interact', 'EAKDLoss', 'interact',
            'EA ablation: w = H_T H_S / H_ub'),
@@ -79,6 +95,10 @@ COMPARISONS: Tuple[Tuple[str, str], ...] = (
     ('KD-pos', 'KD'),
     ('EA-KD', 'KD-pos'),
     ('EA-KD', 'KD-x0.1'),
+    ('KD-fg', 'KD'),
+    ('EA-KD', 'KD-fg'),
+    ('KD-xEA', 'KD'),
+    ('EA-KD', 'KD-xEA'),
     ('EA-KD', 'EA-KD-T3'),
     ('EA-KD-base', 'KD'),
     ('EA-KD-interact', 'KD'),
@@ -113,6 +133,10 @@ class Regime:
         test_score_thr (float, optional): Box score threshold of the
             evaluation of every run (teacher included); None keeps the
             configs'.
+        teacher_eval_interval (int, optional): Evaluate the teacher every
+            that many epochs too (its learning curve); None: at the end.
+        noise_halves (bool): Measure evaluation noise: every run's AP on
+            two random halves of the validation set (:mod:`.noise`).
     """
     name: str
     teacher_config: str
@@ -126,6 +150,8 @@ class Regime:
     methods: Tuple[str, ...]
     classifier: str = 'softmax'
     test_score_thr: Optional[float] = None
+    teacher_eval_interval: Optional[int] = None
+    noise_halves: bool = False
 
     def model_overrides(self) -> Dict[str, Any]:
         """What every run (teacher included) changes in ``model``."""
@@ -138,6 +164,8 @@ class Regime:
         (and, for a location option, a dense distiller)."""
         if method.distill_locations is not None and (self.classifier !=
                                                      'sigmoid'):
+            return False
+        if method.distill_rois is not None and self.classifier != 'softmax':
             return False
         return (not method.distills
                 or method.loss_type in LOSS_TYPES[self.classifier])
@@ -182,7 +210,8 @@ REGIMES: Dict[str, Regime] = {
     # CI: the same code path with a tiny data set and one short epoch.
     'frcnn-short': _frcnn('frcnn-short', teacher_epochs=1, student_epochs=1,
                           num_train=16, num_val=8,
-                          data_root='data/synthetic_short'),
+                          data_root='data/synthetic_short',
+                          noise_halves=True),
     # Dense heads (sigmoid EA): see README, "Dense detectors".
     'gfl': _gfl('gfl', teacher_epochs=24, student_epochs=6, num_train=400,
                 num_val=300, data_root='data/synthetic'),
@@ -192,7 +221,7 @@ REGIMES: Dict[str, Regime] = {
     'gfl-short': _gfl('gfl-short', teacher_epochs=1, student_epochs=1,
                       num_train=16, num_val=8,
                       data_root='data/synthetic_short',
-                      test_score_thr=0.0),
+                      test_score_thr=0.0, noise_halves=True),
 }
 
 
@@ -216,6 +245,14 @@ def resolve_methods(names: Sequence[str],
         raise ValueError(f'methods are listed twice: {list(names)}.')
     if not names:
         raise ValueError('a study needs at least one method.')
+    missing = [(n, METHODS[n].loss_weight_from) for n in names
+               if METHODS[n].loss_weight_from not in (None, *names)]
+    if missing:
+        raise ValueError(
+            'method(s) ' + ', '.join(f'{n} (needs {source})'
+                                     for n, source in missing) +
+            ' measure their loss_weight from another method\'s runs; add '
+            'that method to the study.')
     unsupported = [n for n in names if not regime.supports(METHODS[n])]
     if unsupported:
         raise ValueError(
