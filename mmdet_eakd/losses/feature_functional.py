@@ -43,7 +43,8 @@ def _compute_dtype(*tensors: Tensor) -> torch.dtype:
     return dtype
 
 
-def standardize_channels(feat: Tensor, eps: float = FEATURE_NORM_EPS) -> Tensor:
+def standardize_channels(feat: Tensor,
+                         eps: float = FEATURE_NORM_EPS) -> Tensor:
     """Standardise each channel of each image over its spatial positions.
 
     ``(x - mean) / (std + eps)`` with the mean and the population standard
