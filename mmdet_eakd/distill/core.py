@@ -21,9 +21,9 @@ term, and then the teacher runs ``extract_feat`` only. Their EA weights come
 from the classification entropies that a classification term of the same
 step computed (:meth:`DistillerMixin.feature_term_losses`).
 """
-import math
 import contextlib
 import copy
+import math
 from typing import (AbstractSet, Any, Dict, List, NamedTuple, Optional,
                     Sequence, Tuple)
 

@@ -15,7 +15,7 @@ Feature terms need no teacher head, so they also serve heterogeneous pairs
 (a Faster R-CNN teacher for a RetinaNet student): see
 :meth:`~mmdet_eakd.distill.DistillerMixin._check_teacher`.
 """
-from typing import List, NamedTuple, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -123,7 +123,7 @@ def match_levels(student: Sequence[FeatureLevel],
 
 
 def check_channels(label: str, student_channels: int, teacher_channels: int,
-                   connector: Tuple[int, int] = None) -> None:
+                   connector: Optional[Tuple[int, int]] = None) -> None:
     """Check a paired level's channels against a term's connector.
 
     Args:
