@@ -42,6 +42,7 @@ from mmdet_eakd.losses import (EAPKDLoss, image_weights, location_weight_map,
 register_all_modules()
 NUM_CLASSES = 8
 RETINA = SYNTHETIC_CONFIGS / 'retinanet_tiny_synthetic.py'
+GFL = SYNTHETIC_CONFIGS / 'gfl_tiny_synthetic.py'
 FRCNN = SYNTHETIC_CONFIGS / 'frcnn_tiny_synthetic.py'
 FRCNN_TEACHER = SYNTHETIC_CONFIGS / 'frcnn_teacher_synthetic.py'
 MISSING = '/nonexistent/teacher.pth'
@@ -346,6 +347,21 @@ def test_reverse_heterogeneous_pair_retinanet_teacher_frcnn_student(ckpts):
     losses = model.loss(*batch(model))
     assert not head and losses['loss_kd_feat'].requires_grad
     assert 'loss_rpn_cls' in losses and 'loss_kd_cls' not in losses
+
+
+def test_heterogeneous_pair_faster_rcnn_teacher_gfl_student(ckpts):
+    """A GFL student (box distributions, quality focal loss) of the same
+    Faster R-CNN teacher: PKD only, the teacher's RPN and RoI head never
+    run."""
+    model = distiller(model_config(GFL), model_config(FRCNN_TEACHER),
+                      ckpts / 'frcnn_teacher.pth',
+                      distill_terms=dict(feat=dict(PKD, **CONNECTOR)))
+    assert model.feature_level_pairs == [(0, 0), (1, 1), (2, 2), (3, 3)]
+    rpn, roi = count_forward(model.teacher.rpn_head), count_forward(
+        model.teacher.roi_head.bbox_head)
+    losses = model.loss(*batch(model))
+    assert not rpn and not roi
+    assert {'loss_dfl', 'loss_kd_feat'} <= set(losses)
 
 
 def test_heterogeneous_refusals_name_the_terms_before_the_checkpoint(ckpts):
