@@ -44,6 +44,7 @@ NUM_CLASSES = 8
 RETINA = SYNTHETIC_CONFIGS / 'retinanet_tiny_synthetic.py'
 GFL = SYNTHETIC_CONFIGS / 'gfl_tiny_synthetic.py'
 FRCNN = SYNTHETIC_CONFIGS / 'frcnn_tiny_synthetic.py'
+CASCADE = SYNTHETIC_CONFIGS / 'cascade_tiny_synthetic.py'
 FRCNN_TEACHER = SYNTHETIC_CONFIGS / 'frcnn_teacher_synthetic.py'
 MISSING = '/nonexistent/teacher.pth'
 PKD = dict(type='EAPKDLoss', weight_mode='none')
@@ -511,6 +512,52 @@ def test_roi_student_weighs_features_per_image(ckpts):
     got = model.distill_losses(inputs.groups, inputs.features)
     torch.testing.assert_close(got['loss_kd_feat'], expected)
     torch.testing.assert_close(got['ea_weight_feat'], got['ea_weight_cls'])
+
+
+def roi_feature_loss(model, inputs):
+    """EA-weighted PKD on each stage's RoI features, written out: per stage
+    the student's box RoI extractor on both detectors' first 4 levels at
+    the stage's RoIs, the mean over RoIs of the RoI's weight times its PKD
+    term, times the stage's loss weight, summed."""
+    total = 0
+    for group in inputs.groups:
+        rows = functional.ea_statistics(group.student, group.teacher,
+                                        entropy_temperature=3.0).ea_weight
+        extractor = model.roi_head.bbox_roi_extractor
+        if isinstance(extractor, torch.nn.ModuleList):
+            extractor = extractor[group.samples.stage]
+        rois = group.samples.rois
+        student = extractor(inputs.features.student[:4], rois)
+        teacher = extractor(inputs.features.teacher[:4], rois)
+        assert student.shape == (rois.size(0), 32, 7, 7)
+        per_roi = pkd_loss_per_image(student, teacher)
+        total = total + group.weight * (rows * group.valid * per_roi).mean()
+    return total
+
+
+def test_roi_granularity_weighs_each_sampled_roi_on_its_features(
+        ckpts, tmp_path):
+    """ea_granularity='roi': PKD on the RoI features of the sampled RoIs,
+    each RoI weighted by its EA weight; a Cascade student sums its stages
+    with their loss weights (1, 0.5, 0.25). Dense heads refuse it."""
+    feat = dict(type='EAPKDLoss', ea_granularity='roi',
+                normalize_weights=False)
+    terms = dict(cls=dict(type='EAKDLoss'), feat=feat)
+    frcnn, cascade = model_config(FRCNN), model_config(CASCADE)
+    save_random(cascade, tmp_path / 'cascade.pth', seed=3)
+    for cfg, ckpt, stages in ((frcnn, ckpts / 'frcnn.pth', 1),
+                              (cascade, tmp_path / 'cascade.pth', 3)):
+        model = distiller(cfg, cfg, ckpt, distill_terms=terms)
+        inputs = model.distill_inputs(*batch(model))
+        assert len(inputs.groups) == stages
+        got = model.distill_losses(inputs.groups, inputs.features)
+        torch.testing.assert_close(got['loss_kd_feat'],
+                                   roi_feature_loss(model, inputs))
+        got['loss_kd_feat'].backward()
+        assert model.backbone.conv1.weight.grad is not None
+    retina = model_config(RETINA)
+    with pytest.raises(UnsupportedPairError, match="ea_granularity='roi'"):
+        distiller(retina, retina, MISSING, distill_terms=dict(feat=feat))
 
 
 def test_connector_stays_out_of_the_plain_student_checkpoint(ckpts):

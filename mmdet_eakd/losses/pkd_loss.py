@@ -15,9 +15,10 @@ from .functional import WEIGHT_MODES
 #: feature maps of the detectors' necks (FPN levels), shape (B, C, H, W).
 FEATURES = 'features'
 #: Where an EA feature term takes one weight (``ea_granularity``):
-#: ``'location'`` one per position of every level (dense heads), ``'image'``
-#: one per image (every family).
-EA_GRANULARITIES = ('location', 'image')
+#: ``'location'`` one per position of every level (dense heads), ``'roi'``
+#: one per sampled RoI, on the RoIs' features (RoI heads), ``'image'`` one
+#: per image (every family).
+EA_GRANULARITIES = ('location', 'roi', 'image')
 
 
 def _is_channels(value) -> bool:
@@ -49,7 +50,10 @@ class EAPKDLoss(nn.Module):
     - ``'image'``: the mean of the image's sample weights (the paper's code
       weighs each sample's feature loss by its weight); every family;
     - ``'location'``: per position of each level, the mean weight of the
-      position's anchors (dense heads only).
+      position's anchors (dense heads only);
+    - ``'roi'``: RoI heads only; the term then compares the RoI features of
+      the sampled RoIs (both detectors' levels pooled by the student's box
+      RoI extractor), each RoI's term weighted by its own weight.
 
     With ``normalize_weights`` (default) the weights of a level are divided
     by their mean, so EA redistributes PKD's loss over locations or images
@@ -66,7 +70,8 @@ class EAPKDLoss(nn.Module):
     Args:
         weight_mode (str): 'ea', 'base', 'interact' or 'none' (plain PKD).
             Defaults to 'ea'.
-        ea_granularity (str): 'image' or 'location'. Defaults to 'image'.
+        ea_granularity (str): 'image', 'location' or 'roi'. Defaults to
+            'image'.
         loss_weight (float): >= 0. Defaults to 1.0 (the configs use
             mmrazor's PKD weight, 6).
         normalize_weights (bool): See above. Defaults to True.

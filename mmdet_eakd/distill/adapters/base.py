@@ -220,8 +220,7 @@ class DistillAdapter:
                 raise UnsupportedPairError(
                     f'{term.describe()} has ea_granularity={granularity!r}, '
                     f'but the {self.family} give EA weights per '
-                    f'{" or per ".join(self.ea_granularities)} only (their '
-                    'samples are not feature-map locations). Set '
+                    f'{" or per ".join(self.ea_granularities)} only. Set '
                     f'{term.label}.ea_granularity to one of '
                     f'{self.ea_granularities}.')
             return
