@@ -199,7 +199,7 @@ def test_eapkd_loss_module():
     with pytest.raises(ValueError, match='give both student_channels'):
         EAPKDLoss(student_channels=4)
     with pytest.raises(ValueError, match='ea_granularity must be one of'):
-        EAPKDLoss(ea_granularity='roi')
+        EAPKDLoss(ea_granularity='pixel')
     with pytest.raises(ValueError, match='weight_mode must be one of'):
         EAPKDLoss(weight_mode='entropy')
     with pytest.raises(ValueError, match='2 student and 1 teacher levels'):
