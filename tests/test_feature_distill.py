@@ -12,9 +12,11 @@ What is checked:
   before any teacher checkpoint is read;
 - EA weights reuse the classification term's entropies (the entropy
   function runs twice per step, for the teacher and the student, with or
-  without the feature term) and spread them per location or per image;
-- a heterogeneous pair (Faster R-CNN teacher, RetinaNet student) runs the
-  teacher's ``extract_feat`` only, and its connector stays out of the plain
+  without the feature term) and spread them per location or per image, or
+  weigh each sampled RoI's features (Faster R-CNN and Cascade students);
+- heterogeneous pairs (a Faster R-CNN teacher for RetinaNet and GFL
+  students, a RetinaNet teacher for a Faster R-CNN student) run the
+  teacher's ``extract_feat`` only, and a connector stays out of the plain
   student checkpoint.
 """
 import copy
