@@ -276,3 +276,49 @@ def test_method_overrides_merge_into_the_kd_config(tmp_path):
         assert cfg.test_evaluator.ann_file == (
             f'{data}/annotations/instances_val.json')
         assert cfg.train_cfg.max_epochs == regime.student_epochs
+
+
+def test_feature_arms_add_a_pkd_term(tmp_path):
+    """PKD, EA-PKD and EA-KD+EA-PKD replace the KD config's loss by named
+    terms: feat (EAPKDLoss at weight 6, with the regime's 32 -> 64
+    connector) and, for EA-KD+EA-PKD, cls (the KD config's loss as EA-KD);
+    the Faster R-CNN arms build with a teacher of the regime."""
+    import copy
+
+    import torch
+    from mmengine.config import Config
+
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmdet_eakd.study import METHODS, REGIMES
+    from mmdet_eakd.study.methods import resolve_methods
+    from mmdet_eakd.study.runner import method_config
+    register_all_modules()
+    names = ('PKD', 'EA-PKD', 'EA-KD+EA-PKD')
+    data, init = tmp_path / 'data', tmp_path / 'init.pth'
+    teacher = tmp_path / 'teacher.pth'
+    for regime_name in ('frcnn-short', 'gfl-short'):
+        regime = REGIMES[regime_name]
+        assert [m.name for m in resolve_methods(names, regime)] == list(names)
+        for name in names:
+            model = method_config(METHODS[name], regime, data, 0, init,
+                                  teacher).model
+            assert model.distill_loss is None
+            feat = model.distill_terms.feat
+            assert feat == dict(
+                type='EAPKDLoss', loss_weight=6.0, student_channels=32,
+                teacher_channels=64,
+                weight_mode='none' if name == 'PKD' else 'ea')
+            cls = model.distill_terms.get('cls')
+            assert (cls is None) == (name != 'EA-KD+EA-PKD')
+            if cls is not None:
+                assert cls.weight_mode == 'ea' and cls.temperature == 1.0
+                assert cls.type == ('EAKDLoss' if regime.classifier ==
+                                    'softmax' else 'SigmoidEAKDLoss')
+            if regime_name == 'frcnn-short':
+                teacher_cfg = Config.fromfile(model.teacher.config).model
+                torch.save({'state_dict': MODELS.build(
+                    teacher_cfg).state_dict()}, teacher)
+                built = MODELS.build(copy.deepcopy(model))
+                assert [t.name for t in built.terms()] == list(
+                    model.distill_terms)

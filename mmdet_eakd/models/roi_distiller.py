@@ -1,14 +1,17 @@
 """RoI-level knowledge distillation for two-stage detectors."""
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 from mmdet.models.detectors import TwoStageDetector
 from mmdet.models.roi_heads import CascadeRoIHead
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
-from ..distill import DISTILL_ARGS, DistillerMixin, LogitGroup
+from ..distill import DISTILL_ARGS, KD_LOSS, DistillerMixin, LogitGroup
 from ..distill.core import DistillInputs
+from ..distill.features import FeaturePair, FeatureLevelError
+from ..distill.terms import DistillTerm
 
 #: Which sampled RoIs the classification terms distil (``distill_rois``).
 ROI_SELECTIONS: Tuple[str, ...] = ('all', 'foreground')
@@ -47,6 +50,10 @@ class RoIDistillTwoStageDetector(DistillerMixin, TwoStageDetector):
     optimizer and checkpoints, so a checkpoint of this model is a plain
     checkpoint of the student (see :meth:`student_type`). It follows the
     student across devices (``.to``, ``.cuda``).
+
+    Feature terms (``EAPKDLoss``) compare the FPN levels, EA-weighted per
+    image, or, with ``ea_granularity='roi'``, the features of the sampled
+    RoIs, each weighted by its RoI's EA weight (:meth:`feature_term_losses`).
 
     Args:
         teacher (dict): ``config`` and ``checkpoint`` of the trained teacher.
@@ -101,3 +108,64 @@ class RoIDistillTwoStageDetector(DistillerMixin, TwoStageDetector):
         if isinstance(roi_cls, type) and issubclass(roi_cls, CascadeRoIHead):
             return 'CascadeRCNN'
         return 'TwoStageDetector'
+
+    def feature_term_losses(self, term: DistillTerm,
+                            groups: Sequence[LogitGroup],
+                            features: FeaturePair) -> Dict[str, Tensor]:
+        """A feature term; with ``ea_granularity='roi'`` (and weights) on
+        the sampled RoIs' features.
+
+        Per group (a box stage), the RoI features of its sampled RoIs are
+        the stage's box RoI extractor (the student's, no parameters: one
+        more RoIAlign of the student's levels) applied to the student's
+        levels and to the teacher's levels of the same strides, shape (N,
+        C, h, w); the term is ``EAPKDLoss`` on them with one weight per RoI
+        (0 for a RoI the classification term did not distil), the RoIs
+        standing for the images of a level. Summed over the groups, each
+        times its weight (a cascade's ``stage_loss_weights``).
+
+        Returns:
+            dict[str, Tensor]: Under the term's keys: ``loss_kd``; with EA,
+            ``ea_weight`` (the mean weight of the distilled RoIs).
+        """
+        if (term.loss.weight_mode == 'none'
+                or term.loss.ea_granularity != 'roi'):
+            return super().feature_term_losses(term, groups, features)
+        teacher_level = dict(self.feature_level_pairs)
+        rows = self.feature_row_weights(term, groups)
+        total = None
+        for group, row in zip(groups, rows):
+            extractor = self._box_roi_extractor(group.samples.stage)
+            levels = range(extractor.num_inputs)
+            missing = [s for s in levels if s not in teacher_level]
+            if missing:
+                raise FeatureLevelError(
+                    f'{term.describe()}: the teacher has no level of the '
+                    f'stride of the student\'s levels {missing}, which its '
+                    'box RoI extractor pools from, so RoI features cannot '
+                    'be compared. Use ea_granularity=\'image\'.')
+            rois = group.samples.rois
+            student = extractor(features.student[:extractor.num_inputs],
+                                rois)
+            with torch.no_grad():
+                teacher = extractor(
+                    [features.teacher[teacher_level[s]] for s in levels],
+                    rois)
+            loss = term.loss([student], [teacher],
+                             weights=[row.weights * row.mask])
+            weighted = group.weight * loss
+            total = weighted if total is None else total + weighted
+        count = sum(row.mask.sum() for row in rows).clamp(min=1)
+        return {
+            term.key(KD_LOSS): total,
+            term.key('ea_weight'):
+            sum((row.weights * row.mask).sum() for row in rows) / count
+        }
+
+    def _box_roi_extractor(self, stage: int) -> nn.Module:
+        """The student's box RoI extractor of ``stage`` (a cascade's stage
+        module, or the one of a ``StandardRoIHead``)."""
+        extractor = self.roi_head.bbox_roi_extractor
+        if isinstance(extractor, nn.ModuleList):
+            return extractor[stage]
+        return extractor

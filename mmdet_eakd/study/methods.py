@@ -5,7 +5,10 @@ only the distillation loss's ``type`` (KD or DKD, in the regime's classifier
 family: softmax for RoI heads, sigmoid for dense heads), its ``weight_mode``
 and, for the entropy-temperature arms, ``entropy_temperature`` (the paper's
 protocol: KD and EA-KD share every other setting, and nothing is tuned for
-the EA variants alone).
+the EA variants alone). The feature arms (PKD, EA-PKD) replace the loss by
+named terms: a PKD term on the FPN levels (``EAPKDLoss`` at
+:data:`PKD_LOSS_WEIGHT`, with the regime's connector), alone or beside the
+logit term.
 """
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -15,6 +18,8 @@ from ..scope import CONFIG_PREFIX
 
 #: Name prefix of the shipped synthetic configs (see :mod:`mmdet_eakd.scope`).
 SYNTHETIC_CONFIGS = f'{CONFIG_PREFIX}synthetic/'
+#: ``loss_weight`` of the feature arms' PKD term (mmrazor's PKD configs).
+PKD_LOSS_WEIGHT = 6.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,10 @@ class Method:
             EA weight it logged over training (a control that gives plain
             KD EA-KD's loss scale without its per-sample weighting). Its runs
             train after those of that method.
+        feature_weight_mode (str, optional): ``weight_mode`` of a PKD term
+            on the FPN levels (``EAPKDLoss``, per-image EA weights) that the
+            arm adds (beside the logit loss, or alone when ``loss_type`` is
+            None); None: no feature term.
     """
     name: str
     loss_type: Optional[str]
@@ -52,10 +61,12 @@ class Method:
     loss_weight: Optional[float] = None
     distill_rois: Optional[str] = None
     loss_weight_from: Optional[str] = None
+    feature_weight_mode: Optional[str] = None
 
     @property
     def distills(self) -> bool:
-        return self.loss_type is not None
+        return (self.loss_type is not None
+                or self.feature_weight_mode is not None)
 
 
 METHODS: Dict[str, Method] = {m.name: m for m in (
@@ -82,6 +93,14 @@ METHODS: Dict[str, Method] = {m.name: m for m in (
            'EA ablation: w = H_T H_S / H_ub'),
     Method('DKD', 'EADKDLoss', 'none', 'plain DKD (alpha 1, beta 0.25)'),
     Method('EA-DKD', 'EADKDLoss', 'ea', 'EA-DKD'),
+    Method('PKD', None, 'none', 'PKD on the FPN levels only',
+           feature_weight_mode='none'),
+    Method('EA-PKD', None, 'none',
+           'EA-PKD: PKD weighted per image by the EA weight of its samples',
+           feature_weight_mode='ea'),
+    Method('EA-KD+EA-PKD', 'EAKDLoss', 'ea',
+           'EA-KD on the logits and EA-PKD on the FPN levels',
+           feature_weight_mode='ea'),
 )}
 
 #: (method, reference) pairs whose paired difference a report shows, when both
@@ -105,6 +124,9 @@ COMPARISONS: Tuple[Tuple[str, str], ...] = (
     ('DKD', 'KD'),
     ('EA-DKD', 'KD'),
     ('EA-DKD', 'DKD'),
+    ('PKD', 'student'),
+    ('EA-PKD', 'PKD'),
+    ('EA-KD+EA-PKD', 'EA-KD'),
 )
 
 
@@ -137,6 +159,9 @@ class Regime:
             that many epochs too (its learning curve); None: at the end.
         noise_halves (bool): Measure evaluation noise: every run's AP on
             two random halves of the validation set (:mod:`.noise`).
+        feature_channels (tuple[int, int], optional): The student's and the
+            teacher's FPN channels when they differ (the feature arms' PKD
+            term gets a connector between them); None: the same.
     """
     name: str
     teacher_config: str
@@ -152,6 +177,7 @@ class Regime:
     test_score_thr: Optional[float] = None
     teacher_eval_interval: Optional[int] = None
     noise_halves: bool = False
+    feature_channels: Optional[Tuple[int, int]] = None
 
     def model_overrides(self) -> Dict[str, Any]:
         """What every run (teacher included) changes in ``model``."""
@@ -167,7 +193,7 @@ class Regime:
             return False
         if method.distill_rois is not None and self.classifier != 'softmax':
             return False
-        return (not method.distills
+        return (method.loss_type is None
                 or method.loss_type in LOSS_TYPES[self.classifier])
 
     def loss_type(self, method: Method) -> str:
@@ -184,6 +210,8 @@ def _synthetic(name: str, family: str, **kwargs) -> Regime:
         teacher_config=f'{SYNTHETIC_CONFIGS}{family}_teacher_synthetic.py',
         student_config=f'{SYNTHETIC_CONFIGS}{family}_tiny_synthetic.py',
         kd_config=f'{SYNTHETIC_CONFIGS}kd_{family}_teacher_tiny_synthetic.py',
+        # the synthetic teachers' FPNs are twice as wide as the students'
+        feature_channels=(32, 64),
         **kwargs)
 
 

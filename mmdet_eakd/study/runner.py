@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from mmengine.config import Config
 
 from ..scope import config_path
-from .methods import Method, Regime
+from .methods import PKD_LOSS_WEIGHT, Method, Regime
 
 METRICS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75')
 #: The last evaluation's detections of a run: ``work_dir/<this>.bbox.json``.
@@ -151,14 +151,33 @@ def method_config(method: Method, regime: Regime, data_root: Path, seed: int,
     if teacher is None:
         raise ValueError(f'{method.name} distils, so its run needs the '
                          'trained teacher checkpoint; got None.')
-    loss = dict(type=regime.loss_type(method), weight_mode=method.weight_mode)
-    if method.entropy_temperature is not None:
-        loss['entropy_temperature'] = method.entropy_temperature
-    if method.loss_weight is not None:
-        loss['loss_weight'] = method.loss_weight
-    if loss_weight is not None:
-        loss['loss_weight'] = loss_weight
-    model.update(teacher=dict(checkpoint=str(teacher)), distill_loss=loss)
+    model.update(teacher=dict(checkpoint=str(teacher)))
+    if method.loss_type is not None:
+        loss = dict(type=regime.loss_type(method),
+                    weight_mode=method.weight_mode)
+        if method.entropy_temperature is not None:
+            loss['entropy_temperature'] = method.entropy_temperature
+        if method.loss_weight is not None:
+            loss['loss_weight'] = method.loss_weight
+        if loss_weight is not None:
+            loss['loss_weight'] = loss_weight
+        model.update(distill_loss=loss)
+    if method.feature_weight_mode is not None:
+        # named terms replace distill_loss: cls (the KD config's logit loss
+        # with the arm's override, if it has one) and feat (PKD on the FPN
+        # levels)
+        terms = {}
+        if 'distill_loss' in model:
+            kd_loss = Config.fromfile(config_path(
+                regime.kd_config)).model.distill_loss.to_dict()
+            terms['cls'] = dict(kd_loss, **model.pop('distill_loss'))
+        feat = dict(type='EAPKDLoss', weight_mode=method.feature_weight_mode,
+                    loss_weight=PKD_LOSS_WEIGHT)
+        if regime.feature_channels is not None:
+            feat.update(student_channels=regime.feature_channels[0],
+                        teacher_channels=regime.feature_channels[1])
+        terms['feat'] = feat
+        model.update(distill_loss=None, distill_terms=terms)
     if method.distill_locations is not None:
         model['distill_locations'] = method.distill_locations
     if method.distill_rois is not None:
