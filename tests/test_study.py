@@ -322,3 +322,50 @@ def test_feature_arms_add_a_pkd_term(tmp_path):
                 built = MODELS.build(copy.deepcopy(model))
                 assert [t.name for t in built.terms()] == list(
                     model.distill_terms)
+
+
+def test_localization_arms_add_an_ld_term(tmp_path):
+    """LD, EA-LD, KD+LD, EA-KD+LD and EA-KD+EA-LD build named terms: box
+    (EALDLoss with mmdet's LD settings, T = 10, weight 0.25, the arm's
+    weight mode) and, with a logit loss, cls (the KD config's sigmoid loss
+    with the arm's weight mode); the GFL arms build with a teacher of the
+    regime; RoI regimes refuse them by name."""
+    import copy
+
+    import torch
+    from mmengine.config import Config
+
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmdet_eakd.study import METHODS, REGIMES
+    from mmdet_eakd.study.methods import resolve_methods
+    from mmdet_eakd.study.runner import method_config
+    register_all_modules()
+    arms = {'LD': (None, 'none'), 'EA-LD': (None, 'ea'),
+            'KD+LD': ('none', 'none'), 'EA-KD+LD': ('ea', 'none'),
+            'EA-KD+EA-LD': ('ea', 'ea')}
+    regime = REGIMES['gfl-short']
+    assert [m.name for m in resolve_methods(list(arms), regime)] == list(arms)
+    data, init = tmp_path / 'data', tmp_path / 'init.pth'
+    teacher = tmp_path / 'teacher.pth'
+    teacher_cfg = Config.fromfile(
+        method_config(METHODS['LD'], regime, data, 0, init,
+                      teacher).model.teacher.config).model
+    torch.save({'state_dict': MODELS.build(teacher_cfg).state_dict()},
+               teacher)
+    for name, (cls_mode, box_mode) in arms.items():
+        model = method_config(METHODS[name], regime, data, 0, init,
+                              teacher).model
+        assert model.distill_loss is None
+        assert model.distill_terms.box == dict(
+            type='EALDLoss', temperature=10.0, loss_weight=0.25,
+            weight_mode=box_mode)
+        cls = model.distill_terms.get('cls')
+        assert (cls is None) == (cls_mode is None), name
+        if cls is not None:
+            assert cls.type == 'SigmoidEAKDLoss'
+            assert cls.weight_mode == cls_mode
+        built = MODELS.build(copy.deepcopy(model))
+        assert [t.name for t in built.terms()] == list(model.distill_terms)
+    with pytest.raises(ValueError, match=r"\['EA-LD'\] have no softmax"):
+        resolve_methods(['EA-LD'], REGIMES['frcnn-short'])

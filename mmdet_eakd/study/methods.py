@@ -8,7 +8,9 @@ protocol: KD and EA-KD share every other setting, and nothing is tuned for
 the EA variants alone). The feature arms (PKD, EA-PKD) replace the loss by
 named terms: a PKD term on the FPN levels (``EAPKDLoss`` at
 :data:`PKD_LOSS_WEIGHT`, with the regime's connector), alone or beside the
-logit term.
+logit term. The localization arms (LD, EA-LD) add a box-distribution term
+(``EALDLoss`` with mmdet's LD settings, :data:`LD_TERM`) on regimes whose
+heads predict box-edge distributions (GFL).
 """
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -20,6 +22,11 @@ from ..scope import CONFIG_PREFIX
 SYNTHETIC_CONFIGS = f'{CONFIG_PREFIX}synthetic/'
 #: ``loss_weight`` of the feature arms' PKD term (mmrazor's PKD configs).
 PKD_LOSS_WEIGHT = 6.0
+#: The localization arms' box term: the settings of mmdet's
+#: ``ld_r18-gflv1-r101_fpn_1x_coco.py`` (``T = 10``, weight 0.25); its
+#: ``weight_mode`` is the arm's.
+LD_TERM: Dict[str, Any] = dict(type='EALDLoss', temperature=10.0,
+                               loss_weight=0.25)
 
 
 @dataclass(frozen=True)
@@ -51,6 +58,11 @@ class Method:
             on the FPN levels (``EAPKDLoss``, per-image EA weights) that the
             arm adds (beside the logit loss, or alone when ``loss_type`` is
             None); None: no feature term.
+        box_weight_mode (str, optional): ``weight_mode`` of a
+            box-distribution term (:data:`LD_TERM`, on the positive
+            locations, as mmdet's ``LDHead``) that the arm adds (beside the
+            logit loss, or alone when ``loss_type`` is None); None: no box
+            term. Only for regimes with ``box_distributions``.
     """
     name: str
     loss_type: Optional[str]
@@ -62,11 +74,13 @@ class Method:
     distill_rois: Optional[str] = None
     loss_weight_from: Optional[str] = None
     feature_weight_mode: Optional[str] = None
+    box_weight_mode: Optional[str] = None
 
     @property
     def distills(self) -> bool:
         return (self.loss_type is not None
-                or self.feature_weight_mode is not None)
+                or self.feature_weight_mode is not None
+                or self.box_weight_mode is not None)
 
 
 METHODS: Dict[str, Method] = {m.name: m for m in (
@@ -101,6 +115,18 @@ METHODS: Dict[str, Method] = {m.name: m for m in (
     Method('EA-KD+EA-PKD', 'EAKDLoss', 'ea',
            'EA-KD on the logits and EA-PKD on the FPN levels',
            feature_weight_mode='ea'),
+    Method('LD', None, 'none',
+           "LD on the box-edge distributions only (mmdet's LD settings)",
+           box_weight_mode='none'),
+    Method('EA-LD', None, 'none',
+           'EA-LD: LD weighted per location by the edge-distribution EA '
+           'weight', box_weight_mode='ea'),
+    Method('KD+LD', 'EAKDLoss', 'none', 'plain KD and LD',
+           box_weight_mode='none'),
+    Method('EA-KD+LD', 'EAKDLoss', 'ea', 'EA-KD and plain LD',
+           box_weight_mode='none'),
+    Method('EA-KD+EA-LD', 'EAKDLoss', 'ea', 'EA-KD and EA-LD',
+           box_weight_mode='ea'),
 )}
 
 #: (method, reference) pairs whose paired difference a report shows, when both
@@ -127,6 +153,12 @@ COMPARISONS: Tuple[Tuple[str, str], ...] = (
     ('PKD', 'student'),
     ('EA-PKD', 'PKD'),
     ('EA-KD+EA-PKD', 'EA-KD'),
+    ('LD', 'student'),
+    ('EA-LD', 'LD'),
+    ('KD+LD', 'KD'),
+    ('EA-KD+LD', 'KD+LD'),
+    ('EA-KD+EA-LD', 'KD+LD'),
+    ('EA-KD+EA-LD', 'EA-KD+LD'),
 )
 
 
@@ -159,6 +191,8 @@ class Regime:
             that many epochs too (its learning curve); None: at the end.
         noise_halves (bool): Measure evaluation noise: every run's AP on
             two random halves of the validation set (:mod:`.noise`).
+        box_distributions (bool): Whether the heads predict box-edge
+            distributions (GFL): the localization arms need them.
         feature_channels (tuple[int, int], optional): The student's and the
             teacher's FPN channels when they differ (the feature arms' PKD
             term gets a connector between them); None: the same.
@@ -177,6 +211,7 @@ class Regime:
     test_score_thr: Optional[float] = None
     teacher_eval_interval: Optional[int] = None
     noise_halves: bool = False
+    box_distributions: bool = False
     feature_channels: Optional[Tuple[int, int]] = None
 
     def model_overrides(self) -> Dict[str, Any]:
@@ -192,6 +227,8 @@ class Regime:
                                                      'sigmoid'):
             return False
         if method.distill_rois is not None and self.classifier != 'softmax':
+            return False
+        if method.box_weight_mode is not None and not self.box_distributions:
             return False
         return (method.loss_type is None
                 or method.loss_type in LOSS_TYPES[self.classifier])
@@ -227,7 +264,7 @@ def _gfl(name: str, **kwargs) -> Regime:
     return _synthetic(
         name, 'gfl',
         methods=('student', 'KD', 'EA-KD', 'EA-KD-T3', 'KD-pos', 'KD-x0.1'),
-        classifier='sigmoid',
+        classifier='sigmoid', box_distributions=True,
         **kwargs)
 
 

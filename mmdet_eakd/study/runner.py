@@ -32,7 +32,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 from mmengine.config import Config
 
 from ..scope import config_path
-from .methods import PKD_LOSS_WEIGHT, Method, Regime
+from .methods import LD_TERM, PKD_LOSS_WEIGHT, Method, Regime
 
 METRICS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75')
 #: The last evaluation's detections of a run: ``work_dir/<this>.bbox.json``.
@@ -162,21 +162,26 @@ def method_config(method: Method, regime: Regime, data_root: Path, seed: int,
         if loss_weight is not None:
             loss['loss_weight'] = loss_weight
         model.update(distill_loss=loss)
-    if method.feature_weight_mode is not None:
+    if (method.feature_weight_mode is not None
+            or method.box_weight_mode is not None):
         # named terms replace distill_loss: cls (the KD config's logit loss
-        # with the arm's override, if it has one) and feat (PKD on the FPN
-        # levels)
+        # with the arm's override, if it has one), box (LD on the box-edge
+        # distributions) and feat (PKD on the FPN levels)
         terms = {}
         if 'distill_loss' in model:
             kd_loss = Config.fromfile(config_path(
                 regime.kd_config)).model.distill_loss.to_dict()
             terms['cls'] = dict(kd_loss, **model.pop('distill_loss'))
-        feat = dict(type='EAPKDLoss', weight_mode=method.feature_weight_mode,
-                    loss_weight=PKD_LOSS_WEIGHT)
-        if regime.feature_channels is not None:
-            feat.update(student_channels=regime.feature_channels[0],
-                        teacher_channels=regime.feature_channels[1])
-        terms['feat'] = feat
+        if method.box_weight_mode is not None:
+            terms['box'] = dict(LD_TERM, weight_mode=method.box_weight_mode)
+        if method.feature_weight_mode is not None:
+            feat = dict(type='EAPKDLoss',
+                        weight_mode=method.feature_weight_mode,
+                        loss_weight=PKD_LOSS_WEIGHT)
+            if regime.feature_channels is not None:
+                feat.update(student_channels=regime.feature_channels[0],
+                            teacher_channels=regime.feature_channels[1])
+            terms['feat'] = feat
         model.update(distill_loss=None, distill_terms=terms)
     if method.distill_locations is not None:
         model['distill_locations'] = method.distill_locations
