@@ -1,8 +1,10 @@
 from ..distill import DISTILL_ARGS, student_model_config
-from .dense_distiller import LOCATIONS, DenseDistillSingleStageDetector
+from .dense_distiller import (LOCATIONS, DenseDistillRTMDet,
+                              DenseDistillSingleStageDetector)
 from .roi_distiller import RoIDistillTwoStageDetector
 
 __all__ = [
-    'DISTILL_ARGS', 'LOCATIONS', 'DenseDistillSingleStageDetector',
+    'DISTILL_ARGS', 'LOCATIONS', 'DenseDistillRTMDet',
+    'DenseDistillSingleStageDetector',
     'RoIDistillTwoStageDetector', 'student_model_config'
 ]

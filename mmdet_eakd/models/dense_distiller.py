@@ -1,7 +1,7 @@
 """Location-level knowledge distillation for one-stage dense detectors."""
 from typing import Dict, Optional
 
-from mmdet.models.detectors import SingleStageDetector
+from mmdet.models.detectors import RTMDet, SingleStageDetector
 from mmdet.registry import MODELS
 from ..distill import DISTILL_ARGS, DistillerMixin
 from ..distill.adapters.dense import LOCATIONS, check_locations
@@ -89,3 +89,26 @@ class DenseDistillSingleStageDetector(DistillerMixin, SingleStageDetector):
         """``'SingleStageDetector'``: what RetinaNet, ATSS, GFL and FCOS are
         (mmdet's subclasses add nothing to it)."""
         return 'SingleStageDetector'
+
+
+@MODELS.register_module()
+class DenseDistillRTMDet(DenseDistillSingleStageDetector, RTMDet):
+    """:class:`DenseDistillSingleStageDetector` for an RTMDet student (mmdet's
+    ``RTMDet``: its ``use_syncbn`` converts the student's BN layers to
+    ``SyncBatchNorm`` under distributed training; the teacher is no
+    submodule, so it is not converted by it). The adapter is
+    ``RTMDetAdapter``; the arguments are those of
+    :class:`DenseDistillSingleStageDetector` plus ``RTMDet``'s
+    ``use_syncbn``.
+
+    EMA (mmdet's ``EMAHook`` with ``ExpMomentumEMA``, as RTMDet's configs
+    use) deep-copies this model: the copy shares the frozen teacher
+    (``DistillerMixin.__deepcopy__``) and averages, saves and loads the
+    student's parameters and buffers only, since the teacher is no
+    submodule.
+    """
+
+    @classmethod
+    def student_type(cls, model_cfg: dict) -> str:
+        """``'RTMDet'``."""
+        return 'RTMDet'

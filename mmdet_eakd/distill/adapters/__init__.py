@@ -5,6 +5,7 @@ from .base import (DistillAdapter, GroupCapture, LogitGroup,
 from .cascade_roi import CascadeRoIAdapter
 from .dense import DenseAlignmentError, DenseHeadAdapter, DenseSamples
 from .roi_common import RoISamples
+from .rtmdet import RTMDetAdapter
 from .standard_roi import StandardRoIAdapter
 
 __all__ = [
@@ -12,5 +13,5 @@ __all__ = [
     'adapter_for', 'call_arguments', 'register_adapter',
     'registered_adapters', 'CascadeRoIAdapter',
     'DenseAlignmentError', 'DenseHeadAdapter', 'DenseSamples',
-    'RoISamples', 'StandardRoIAdapter'
+    'RoISamples', 'RTMDetAdapter', 'StandardRoIAdapter'
 ]
