@@ -315,3 +315,28 @@ def test_the_distilled_checkpoint_is_a_plain_rtmdet(rtmdet_runs,
     prediction = inferencer(str(image), no_save_vis=True,
                             return_vis=False)['predictions'][0]
     assert len(prediction['bboxes']) == len(prediction['scores'])
+
+
+def test_rtmdet_study_regime_builds_its_arms(tmp_path):
+    """The ``rtmdet`` / ``rtmdet-short`` regimes train the synthetic RTMDet
+    configs with sigmoid losses (no DKD); every arm's config is the KD
+    config with its loss settings."""
+    from mmdet_eakd.study import METHODS, REGIMES
+    from mmdet_eakd.study.methods import resolve_methods
+    from mmdet_eakd.study.runner import method_config
+    for name in ('rtmdet', 'rtmdet-short'):
+        regime = REGIMES[name]
+        assert regime.methods == ('student', 'KD', 'EA-KD')
+        with pytest.raises(ValueError, match="no sigmoid loss"):
+            resolve_methods(['DKD'], regime)
+        for method, mode in (('KD', 'none'), ('EA-KD', 'ea')):
+            config = method_config(METHODS[method], regime, tmp_path / 'data',
+                                   0, tmp_path / 'init.pth',
+                                   tmp_path / 'teacher.pth')
+            model = config.model
+            assert model.type == 'DenseDistillRTMDet'
+            assert model.bbox_head.type == 'RTMDetSepBNHead'
+            assert model.teacher.config.endswith('/rtmdet_teacher_synthetic.py')
+            assert model.distill_loss.type == 'SigmoidEAKDLoss'
+            assert model.distill_loss.weight_mode == mode
+            assert config.train_cfg.max_epochs == regime.student_epochs
