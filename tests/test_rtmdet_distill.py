@@ -9,8 +9,8 @@ import copy
 
 import pytest
 import torch
-from conftest import (ROOT, SYNTHETIC_CONFIGS, data_overrides, python_tool,
-                      read_scalars, read_test_metrics, run_tool)
+from conftest import (ROOT, SYNTHETIC_CONFIGS, data_overrides, free_port,
+                      python_tool, read_scalars, read_test_metrics, run_tool)
 from mmengine.config import Config
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -216,18 +216,20 @@ def test_ema_averages_the_student_only(tmp_path):
 
 
 def _train(config, work_dir, *options):
-    """tools/train.py on ``config`` in one process."""
-    return run_tool(python_tool('train.py') + [
-        str(config), '--work-dir', str(work_dir), *options
-    ], cwd=ROOT)
+    """tools/dist_train.sh on ``config``: 2 CPU processes (DDP, gloo)."""
+    return run_tool([
+        'bash', str(ROOT / 'tools' / 'dist_train.sh'), str(config), '2',
+        '--work-dir', str(work_dir), *options
+    ], cwd=ROOT, env={'PORT': free_port()})
 
 
 @pytest.fixture(scope='module')
 def rtmdet_runs(tmp_path_factory, synthetic_root):
-    """Two epochs of EA-KD with EMA and the pipeline switch at epoch 1 (8
-    training images, 2 iterations an epoch, no validation), and the second
-    epoch again, resumed from the first epoch's checkpoint (what a run
-    killed after it leaves) in another work dir. The switched (stage-2)
+    """Two epochs of EA-KD with EMA and the pipeline switch at epoch 1 on 2
+    CPU processes (8 training images, 2 per process and step: 2 iterations
+    an epoch, no validation), and the second epoch again, resumed from the
+    first epoch's checkpoint (what a run killed after it leaves) in another
+    work dir. The switched (stage-2)
     pipeline has no random transform, so that the resumed epoch sees the
     same data as the uninterrupted one."""
     tmp = tmp_path_factory.mktemp('rtmdet_runs')
@@ -235,7 +237,7 @@ def rtmdet_runs(tmp_path_factory, synthetic_root):
     config = tmp / 'distill.py'
     config.write_text(
         f"_base_ = '{EAKD}'\n"
-        f'{data_overrides(synthetic_root, batch_size=4)}'
+        f'{data_overrides(synthetic_root, batch_size=2)}'
         "train_dataloader['dataset']['indices'] = 8\n"
         f"model = dict(teacher=dict(config='{TEACHER}', "
         f"checkpoint='{tmp / 'teacher.pth'}'))\n"
@@ -263,12 +265,15 @@ def rtmdet_runs(tmp_path_factory, synthetic_root):
 
 
 def test_ema_and_pipeline_switch_train_under_distillation(rtmdet_runs):
-    """The run logs EA-KD every iteration, switches the pipeline at epoch 1,
-    and saves an EMA of the student only (no teacher weights anywhere)."""
+    """The DDP run logs EA-KD every iteration, switches the pipeline at
+    epoch 1, and saves an EMA of the student only (no teacher weights
+    anywhere)."""
     assert 'Switch pipeline now!' in rtmdet_runs['whole_log']
     records = [r for r in read_scalars(rtmdet_runs['whole'])
                if 'loss_kd' in r]
     assert {r['epoch'] for r in records} == {1, 2}
+    # 8 images / (2 processes x 2 images): 2 iterations an epoch
+    assert max(r['iter'] for r in records if r['epoch'] == 1) == 2
     assert all(r['loss_kd'] > 0 and 0 < r['ea_weight'] for r in records)
     checkpoint = torch.load(rtmdet_runs['whole'] / 'epoch_2.pth',
                             map_location='cpu')
@@ -279,8 +284,8 @@ def test_ema_and_pipeline_switch_train_under_distillation(rtmdet_runs):
 
 def test_resume_with_ema_equals_an_uninterrupted_run(rtmdet_runs):
     """Resumed from the first epoch's checkpoint (EMA state, optimizer,
-    schedule and the pipeline switch restored), the second epoch ends
-    exactly where the uninterrupted run ends."""
+    schedule and the pipeline switch restored), the second DDP epoch ends
+    exactly where the uninterrupted one ends."""
     assert 'resumed epoch: 1' in rtmdet_runs['resume_log']
     assert 'Switch pipeline now!' in rtmdet_runs['resume_log']
     whole = torch.load(rtmdet_runs['whole'] / 'epoch_2.pth',
