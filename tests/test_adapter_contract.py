@@ -103,16 +103,21 @@ def _mask_rcnn(roi_head_type: str = 'StandardRoIHead',
 
 
 def _rtmdet(**head) -> Callable[[], ConfigDict]:
-    """The tiny RTMDet (``RTMDetSepBNHead``), head fields updated; a plain
-    ``RTMDetHead`` drops the SepBN head's own arguments."""
+    """The tiny RTMDet (``RTMDetSepBNHead``), head fields updated; another
+    head type drops the arguments it does not take."""
 
     def build() -> ConfigDict:
         cfg = Config.fromfile(str(SYNTHETIC_CONFIGS /
                                   'rtmdet_tiny_synthetic.py')).model
         cfg.bbox_head.update(head)
-        if cfg.bbox_head.type == 'RTMDetHead':
-            for key in ('exp_on_reg', 'share_conv'):
-                cfg.bbox_head.pop(key)
+        own = {'RTMDetHead': ('exp_on_reg', 'share_conv'),
+               'RTMDetInsSepBNHead': ('exp_on_reg', )}
+        for key in own.get(cfg.bbox_head.type, ()):
+            cfg.bbox_head.pop(key)
+        if cfg.bbox_head.type == 'RTMDetInsSepBNHead':
+            # its mask loss needs the masks padded to the batch, as the
+            # batch's images are
+            cfg.data_preprocessor.pad_mask = True
         return cfg
 
     return build
@@ -170,6 +175,12 @@ VARIANTS: Dict[str, List[Variant]] = {
         Variant('rtmdet_head_with_objectness',
                 _rtmdet(type='RTMDetHead', with_objectness=True),
                 'DenseDistillRTMDet', dict(cls=KD_SIGMOID)),
+        Variant('rtmdet_ins_masks_train_too',
+                _rtmdet(type='RTMDetInsSepBNHead', num_prototypes=8,
+                        dyconv_channels=8,
+                        loss_mask=dict(type='DiceLoss', loss_weight=2.0,
+                                       eps=5e-6, reduction='mean')),
+                'DenseDistillRTMDet', dict(cls=KD_SIGMOID), with_mask=True),
     ],
 }
 

@@ -15,7 +15,7 @@ from mmengine.config import Config
 from torch.nn.modules.batchnorm import _BatchNorm
 
 import mmdet_eakd  # noqa: F401
-from mmdet.models.dense_heads import AnchorHead
+from mmdet.models.dense_heads import AnchorHead, RTMDetSepBNHead
 from mmdet.registry import MODELS
 from mmdet.testing import demo_mm_inputs
 from mmdet.utils import register_all_modules
@@ -36,6 +36,20 @@ GFL = SYNTHETIC_CONFIGS / 'gfl_tiny_synthetic.py'
 
 def model_config(path=PLAIN):
     return Config.fromfile(str(path)).model
+
+
+def ins_config():
+    """The tiny RTMDet with an RTMDet-Ins head (8 prototypes, Dice loss)."""
+    cfg = model_config()
+    head = cfg.bbox_head
+    head.update(type='RTMDetInsSepBNHead', num_prototypes=8,
+                dyconv_channels=8,
+                loss_mask=dict(type='DiceLoss', loss_weight=2.0, eps=5e-6,
+                               reduction='mean'))
+    head.pop('exp_on_reg')
+    cfg.test_cfg.mask_thr_binary = 0.5
+    cfg.data_preprocessor.pad_mask = True
+    return cfg
 
 
 def save_random(cfg, path, seed=0):
@@ -146,7 +160,7 @@ def _edited(edit):
      None, None),
     (model_config(GFL), UnsupportedPairError,
      "teacher's head is GFLHead; this dense distillation family supports "
-     'RTMDetHead and RTMDetSepBNHead'),
+     'RTMDetHead, RTMDetSepBNHead'),
 ])
 def test_misaligned_teachers_are_refused_by_name(teacher_cfg, error, match,
                                                  tmp_path):
@@ -162,19 +176,28 @@ def test_misaligned_teachers_are_refused_by_name(teacher_cfg, error, match,
         distiller(model_config(), teacher_cfg, ckpt)
 
 
+@MODELS.register_module(force=True)
+class RewrittenLossRTMDetHead(RTMDetSepBNHead):
+    """An RTMDet head whose loss is its own (it may reorder or drop the
+    points its classification loss sees)."""
+
+    def loss_by_feat(self, *args, **kwargs):
+        return super().loss_by_feat(*args, **kwargs)
+
+
 def test_unsupported_rtmdet_students_and_terms_are_refused_by_name(tmp_path):
-    """An RTMDet-Ins head (its loss adds masks) and a box-distribution (LD)
-    term (RTMDet regresses distances, no edge distributions) are refused
-    before the teacher is built."""
-    ins = model_config()
-    ins.bbox_head.update(type='RTMDetInsSepBNHead')
-    for key in ('exp_on_reg', ):
-        ins.bbox_head.pop(key)
+    """A head that rewrites RTMDet's loss and a box-distribution (LD) term
+    (RTMDet regresses distances, no edge distributions) are refused before
+    the teacher is built; RTMDet-Ins heads (the class loss of RTMDet, plus
+    masks) are accepted."""
+    rewritten = model_config()
+    rewritten.bbox_head.type = 'RewrittenLossRTMDetHead'
     with pytest.raises(UnsupportedPairError,
-                       match="student's head is RTMDetInsSepBNHead; .*"
-                       'RTMDet-Ins heads, whose loss adds masks, are not '
-                       'supported'):
-        distiller(ins, model_config(), tmp_path / 'missing.pth')
+                       match="student's head is RewrittenLossRTMDetHead; .*"
+                       'supports RTMDetHead, RTMDetSepBNHead, RTMDetInsHead '
+                       'and RTMDetInsSepBNHead .*keep their loss_by_feat / '
+                       'loss_by_feat_single'):
+        distiller(rewritten, model_config(), tmp_path / 'missing.pth')
     with pytest.raises(UnsupportedPairError,
                        match=r"distill_terms.box \(EALDLoss\) distils "
                        "box-edge distributions, but the student's "
@@ -184,6 +207,25 @@ def test_unsupported_rtmdet_students_and_terms_are_refused_by_name(tmp_path):
                   distill_terms=dict(
                       cls=dict(type='SigmoidEAKDLoss'),
                       box=dict(type='EALDLoss')))
+
+
+def test_rtmdet_ins_student_distils_classes_and_trains_masks(tmp_path):
+    """An RTMDet-Ins student (teacher: an RTMDet) gets the RTMDet adapter:
+    its class logits are distilled, its mask loss trains as usual."""
+    save_random(model_config(TEACHER), tmp_path / 't.pth', seed=1)
+    model = distiller(ins_config(), model_config(TEACHER), tmp_path / 't.pth')
+    assert isinstance(model.adapter, RTMDetAdapter)
+    model.train()
+    torch.manual_seed(0)
+    packed = demo_mm_inputs(2, [(3, 128, 160), (3, 96, 128)],
+                            num_items=[3, 2], num_classes=NUM_CLASSES,
+                            with_mask=True)
+    data = model.data_preprocessor(packed, True)
+    losses = model.loss(data['inputs'], data['data_samples'])
+    assert losses['loss_kd'] > 0 and losses['loss_mask'] > 0
+    losses['loss_kd'].backward()
+    assert model.bbox_head.rtm_cls[0].weight.grad.abs().sum() > 0
+    assert model.bbox_head.rtm_kernel[0].weight.grad is None
 
 
 def test_ema_averages_the_student_only(tmp_path):

@@ -18,7 +18,13 @@ the heads that keep ``RTMDetHead``'s loss methods.
 per level) and ``with_objectness`` folds an objectness branch into the class
 logits (``inverse_sigmoid`` of the geometric mean): both change only the
 forward, whose output the capture and the teacher call read.
-``RTMDetInsHead`` rewrites ``loss_by_feat`` (masks) and is refused.
+
+RTMDet-Ins (``RTMDetInsHead``, ``RTMDetInsSepBNHead``) rewrites
+``loss_by_feat`` to add the mask loss (dynamic kernels on a prototype map)
+but classifies through ``RTMDetHead.loss_by_feat_single`` as above, and its
+forward gives ``(cls_scores, bbox_preds, kernel_preds, mask_feat)``, class
+scores first: its classification is distilled as RTMDet's, and its masks
+train as usual (no mask term).
 
 RTMDet regresses box distances, not box-edge distributions: box-distribution
 (LD) terms are refused by name (``DenseHeadAdapter.check_term``).
@@ -27,7 +33,7 @@ The policy is the dense family's (``DenseHeadAdapter``): sigmoid EA-KD at
 the locations the loss counts (``label_weights > 0``) or the
 ``distill_locations`` subset, normalised by the positives.
 """
-from mmdet.models.dense_heads import RTMDetHead
+from mmdet.models.dense_heads import RTMDetHead, RTMDetInsHead
 from .base import register_adapter
 from .dense import DenseHeadAdapter, LossMethods
 
@@ -35,11 +41,13 @@ from .dense import DenseHeadAdapter, LossMethods
 @register_adapter(head_types=(RTMDetHead, ))
 class RTMDetAdapter(DenseHeadAdapter):
     """The dense adapter, for RTMDet's heads: one group of every point of
-    every level; the teacher is an RTMDet with the same classes, strides and
-    feature-map sizes."""
+    every level; the teacher is an RTMDet (or RTMDet-Ins) with the same
+    classes, strides and feature-map sizes."""
 
-    family = 'RTMDet heads (RTMDetHead, RTMDetSepBNHead)'
+    family = 'RTMDet heads (RTMDetHead, RTMDetSepBNHead, RTMDet-Ins)'
     loss_methods: LossMethods = (
-        (RTMDetHead, ('loss_by_feat', 'loss_by_feat_single')), )
-    supported_heads = ('RTMDetHead and RTMDetSepBNHead (RTMDet-Ins heads, '
-                       'whose loss adds masks, are not supported)')
+        (RTMDetInsHead, ('loss_by_feat', 'loss_by_feat_single')),
+        (RTMDetHead, ('loss_by_feat', 'loss_by_feat_single')),
+    )
+    supported_heads = ('RTMDetHead, RTMDetSepBNHead, RTMDetInsHead and '
+                       'RTMDetInsSepBNHead')
