@@ -23,7 +23,6 @@ from mmdet_eakd.distill import (UnsupportedPairError, adapter_for,
                                 load_teacher_config)
 from mmdet_eakd.distill.adapters import (DenseAlignmentError, RTMDetAdapter,
                                          register_adapter)
-from mmdet_eakd.distill.adapters.dense import flatten_levels
 from mmdet_eakd.engine import mmdet_tool_candidates
 
 register_all_modules()
@@ -383,7 +382,8 @@ def test_rtmdet_study_regime_builds_its_arms(tmp_path):
             model = config.model
             assert model.type == 'DenseDistillRTMDet'
             assert model.bbox_head.type == 'RTMDetSepBNHead'
-            assert model.teacher.config.endswith('/rtmdet_teacher_synthetic.py')
+            assert model.teacher.config.endswith(
+                '/rtmdet_teacher_synthetic.py')
             assert model.distill_loss.type == 'SigmoidEAKDLoss'
             assert model.distill_loss.weight_mode == mode
             assert config.train_cfg.max_epochs == regime.student_epochs

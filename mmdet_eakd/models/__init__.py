@@ -1,5 +1,6 @@
 from ..distill import DISTILL_ARGS, student_model_config
-from .dense_distiller import (LOCATIONS, DenseDistillRTMDet,
+from ..distill.adapters.dense import LOCATIONS
+from .dense_distiller import (DenseDistillRTMDet,
                               DenseDistillSingleStageDetector)
 from .roi_distiller import RoIDistillTwoStageDetector
 

@@ -4,7 +4,7 @@ from typing import Dict, Optional
 from mmdet.models.detectors import RTMDet, SingleStageDetector
 from mmdet.registry import MODELS
 from ..distill import DISTILL_ARGS, DistillerMixin
-from ..distill.adapters.dense import LOCATIONS, check_locations
+from ..distill.adapters.dense import check_locations
 from ..distill.terms import term_configs, term_label
 
 

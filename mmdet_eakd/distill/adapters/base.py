@@ -399,8 +399,11 @@ class DistillAdapter:
 _ADAPTERS: Dict[type, DistillAdapter] = {}
 
 
-def register_adapter(head_types: Sequence[type]
-                     ) -> Callable[[Type[DistillAdapter]], Type[DistillAdapter]]:
+AdapterClass = Type[DistillAdapter]
+
+
+def register_adapter(
+        head_types: Sequence[type]) -> Callable[[AdapterClass], AdapterClass]:
     """Class decorator: the adapter of the heads of ``head_types`` and their
     subclasses (unless a subclass has an adapter of its own).
 
@@ -415,7 +418,7 @@ def register_adapter(head_types: Sequence[type]
     Raises:
         ValueError: A head class that already has an adapter.
     """
-    def register(cls: Type[DistillAdapter]) -> Type[DistillAdapter]:
+    def register(cls: AdapterClass) -> AdapterClass:
         adapter = cls()
         for head_type in head_types:
             taken = _ADAPTERS.get(head_type)

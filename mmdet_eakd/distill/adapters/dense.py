@@ -124,10 +124,12 @@ def _loss_base(head: nn.Module, loss_methods: LossMethods) -> Optional[type]:
     return None
 
 
-def check_dense_head(detector: nn.Module, role: str,
-                     loss_methods: LossMethods = _LOSS_METHODS,
-                     supported: str = 'RetinaHead and other AnchorHead '
-                     'subclasses, ATSSHead, GFLHead and FCOSHead') -> nn.Module:
+def check_dense_head(
+        detector: nn.Module,
+        role: str,
+        loss_methods: LossMethods = _LOSS_METHODS,
+        supported: str = ('RetinaHead and other AnchorHead subclasses, '
+                          'ATSSHead, GFLHead and FCOSHead')) -> nn.Module:
     """The sigmoid dense head of a ``SingleStageDetector``.
 
     Args:
