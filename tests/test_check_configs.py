@@ -43,13 +43,19 @@ def test_every_shipped_config_trains_one_step_offline():
     assert feature_configs <= names
     assert {name.replace('r101_r18', 'teacher_tiny_synthetic')
             for name in feature_configs} <= names
+    # RTMDet: l -> tiny and x -> s with KD / EA-KD, and synthetic twins
+    assert {'kd_rtmdet_l_tiny.py', 'eakd_rtmdet_l_tiny.py',
+            'kd_rtmdet_x_s.py', 'eakd_rtmdet_x_s.py',
+            'rtmdet_tiny_synthetic.py', 'kd_rtmdet_teacher_tiny_synthetic.py',
+            'eakd_rtmdet_teacher_tiny_synthetic.py'} <= names
     result = _run('--img-size', '128')
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     out = result.stdout
     assert f'{len(CONFIGS)}/{len(CONFIGS)} configs passed' in out
     for config in CONFIGS:
         block = out.split(f'ok   {config}')[1].split('\n')[1]
-        dense = 'retinanet' in config.name or 'gfl' in config.name
+        dense = any(family in config.name
+                    for family in ('retinanet', 'gfl', 'rtmdet'))
         assert 'loss_cls:' in block, config
         assert ('loss_rpn_cls:' in block) != dense, config
         if config.name.startswith(DISTILL_PREFIXES):

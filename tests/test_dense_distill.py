@@ -20,7 +20,7 @@ from mmdet_eakd.distill import UnsupportedPairError, student_model_config
 from mmdet_eakd.distill.adapters import DenseAlignmentError
 from mmdet_eakd.distill.adapters.dense import flatten_levels
 from mmdet_eakd.losses import sigmoid_ea_kd_loss_per_sample
-from mmdet_eakd.models import dense_distiller
+from mmdet_eakd.distill.adapters import dense as dense_adapter
 
 register_all_modules()
 NUM_CLASSES = 8
@@ -194,7 +194,7 @@ def test_kd_loss_is_normalised_by_positives_and_split_fg_bg(
         seen.append(tensor.item())
         return tensor * 0 + 7
 
-    monkeypatch.setattr(dense_distiller, 'reduce_mean', fake_reduce_mean)
+    monkeypatch.setattr(dense_adapter, 'reduce_mean', fake_reduce_mean)
     losses = model.distill_losses(out.groups)
     assert seen == [positive.sum().item()]
     per, total = _loss_reference(group, group.valid)

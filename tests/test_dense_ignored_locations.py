@@ -52,7 +52,7 @@ from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import bbox_overlaps
 from mmdet.utils import register_all_modules
 from mmdet_eakd.distill import LogitGroup
-from mmdet_eakd.models import dense_distiller
+from mmdet_eakd.distill.adapters import dense as dense_adapter
 
 register_all_modules()
 NUM_CLASSES = 8
@@ -302,7 +302,7 @@ def check_ignored_never_distilled(
         normalisers.append(tensor.item())
         return tensor  # one process
 
-    monkeypatch.setattr(dense_distiller, 'reduce_mean', recording_reduce_mean)
+    monkeypatch.setattr(dense_adapter, 'reduce_mean', recording_reduce_mean)
     group, clean = distill(model, batch)
     # (a) what the student's loss used: these labels, the ignored not valid
     assert torch.equal(group.labels, expected.labels)

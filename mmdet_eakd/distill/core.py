@@ -10,9 +10,9 @@ student, shared by deep copies, always in eval mode), the teacher's inputs
 once per step for all of them) and their losses with their statistics.
 Where the distilled samples come from, and which tensors a head can give, is
 the business of the head family's adapter
-(:mod:`mmdet_eakd.distill.adapters`), chosen from the student; which
-samples each kind of term distils and how it is normalised is the family
-distiller's (:meth:`DistillerMixin.term_losses`).
+(:mod:`mmdet_eakd.distill.adapters`), chosen from the student's head, and
+so is the family's policy: which samples each kind of term distils and how
+it is normalised (:meth:`DistillerMixin.term_losses`).
 
 Feature terms (:mod:`.features`) compare the two ``extract_feat`` outputs,
 levels paired by stride; they need no teacher head, so a pair whose heads
@@ -38,7 +38,7 @@ from ..losses import (CLASS_LOGITS, FEATURES, SIGMOID_ENTROPY_TEMPERATURE,
                       entropy_weights, image_weights, sigmoid_ea_statistics)
 from .adapters import (DistillAdapter, LogitGroup, UnsupportedPairError,
                        adapter_for)
-from .adapters.base import LOGITS_ONLY, hooks
+from .adapters.base import KD_LOSS, LOGITS_ONLY, hooks, masked_rows
 from .features import (FeaturePair, check_channels, feature_levels,
                        match_levels)
 from .teacher import (build_teacher, input_format, load_teacher_config,
@@ -49,10 +49,6 @@ from .terms import LEGACY_TERM, DistillTerm, term_configs
 #: student (a family's distiller may add its own: ``distill_args``).
 DISTILL_ARGS = ('teacher', 'distill_loss', 'distill_terms',
                 'teacher_autocast', 'teacher_channels_last')
-#: Name of the KD loss in the loss dict: per term ``DistillTerm.key`` of it
-#: (``loss_kd`` for ``distill_loss``, ``loss_kd_<name>`` for a named term),
-#: per group ``f'{group}.{key}'``.
-KD_LOSS = 'loss_kd'
 #: Logged (not summed) count of the step's samples left out of every term
 #: because a teacher output there is no distribution (e.g. an fp16 overflow
 #: under ``teacher_autocast``).
@@ -106,14 +102,6 @@ class DistillInputs(NamedTuple):
     losses: Dict[str, Tensor]
     groups: List[LogitGroup]
     features: Optional[FeaturePair] = None
-
-
-def masked_rows(logits: Tensor, keep: Tensor) -> Tensor:
-    """``logits`` with the rows not in ``keep`` (shape (N,), bool) set to
-    zero: a finite input whose terms are masked out afterwards, so that
-    neither their values nor their gradients (NaN times a zero gradient is
-    NaN) reach the loss."""
-    return torch.where(keep[:, None], logits, logits.new_zeros(()))
 
 
 class DistillerMixin:
@@ -430,6 +418,8 @@ class DistillerMixin:
         teacher tensor is no distribution leaves every term: it leaves
         ``valid`` and ``distillable`` and its teacher rows are zeroed, on
         the device (no host read); ``teacher_unusable`` counts such samples.
+        ``valid`` is what the adapter's policy selects from ``distillable``
+        for the classification terms (``DistillAdapter.select_samples``).
 
         Args:
             batch_inputs (Tensor): Inputs, shape (B, 3, H, W).
@@ -484,10 +474,12 @@ class DistillerMixin:
             }
             logits = masked.pop(CLASS_LOGITS)
             distillable = group.valid & usable
-            groups.append(
-                LogitGroup(group.name, group.student, logits, group.labels,
-                           distillable, group.weight, group.samples,
-                           distillable, group.student_tensors, masked))
+            paired = LogitGroup(group.name, group.student, logits,
+                                group.labels, distillable, group.weight,
+                                group.samples, distillable,
+                                group.student_tensors, masked)
+            groups.append(paired._replace(
+                valid=self.adapter.select_samples(self, paired)))
         losses[TEACHER_UNUSABLE] = torch.stack(unusable).sum().float()
         return DistillInputs(losses, groups, features)
 
@@ -503,58 +495,19 @@ class DistillerMixin:
                 lambda mod, args, output: records.append(tuple(output)))
         ])
 
-    def _group_loss(self, term: DistillTerm,
-                    group: LogitGroup) -> Tuple[Tensor, EAStats]:
-        """A classification term's loss on one group's valid samples (their
-        mean) and the per-sample statistics of every sample, from one
-        computation of the entropies. Invalid samples are masked, not
-        indexed out: nothing is read on the host."""
-        valid = group.valid
-        student = masked_rows(group.student, valid)
-        teacher = masked_rows(group.teacher, valid)
-        per_sample, stats = term.loss.loss_and_stats(
-            student, teacher, group.labels, reduction_override='none')
-        self.remember_entropies(term, stats, valid)
-        loss = (torch.where(valid, per_sample, per_sample.new_zeros(())).sum()
-                / valid.sum().clamp(min=1))
-        return loss, stats
-
     def term_losses(self, term: DistillTerm,
                     groups: Sequence[LogitGroup]) -> Dict[str, Tensor]:
-        """One term's loss and mean statistics over the groups: the RoI
-        families' policy (classification terms only, see
-        ``DistillAdapter.check_term``); a family's distiller overrides it.
+        """One term's loss and statistics, by the family's policy
+        (``DistillAdapter.term_losses`` of the adapter).
 
         Args:
             term (DistillTerm): The term.
             groups (Sequence[LogitGroup]): The step's groups.
 
         Returns:
-            dict[str, Tensor]: Under the term's keys (``term.key``):
-            ``loss_kd`` = sum over groups of the group's weight times the
-            term's loss on it (the mean over its valid samples); for named
-            groups also ``f'{group}.{key}'`` (that weighted part, logged
-            only: see :meth:`parse_losses`); ``ea_weight``, ``entropy_t``,
-            ``entropy_s``: means over all valid samples (detached).
+            dict[str, Tensor]: Under the term's keys (``term.key``).
         """
-        losses: Dict[str, Tensor] = {}
-        total: Optional[Tensor] = None
-        sums: Dict[str, Tensor] = {}
-        for group in groups:
-            loss, group_stats = self._group_loss(term, group)
-            weighted = group.weight * loss
-            if group.name:
-                losses[f'{group.name}.{term.key(KD_LOSS)}'] = weighted
-            total = weighted if total is None else total + weighted
-            for name, value in group_stats._asdict().items():
-                value = torch.where(group.valid, value,
-                                    value.new_zeros(())).sum()
-                sums[name] = value if name not in sums else sums[name] + value
-        losses[term.key(KD_LOSS)] = total
-        count = sum(group.valid.sum() for group in groups).clamp(min=1)
-        losses.update(
-            (term.key(name), value / count) for name, value in sums.items())
-        return losses
+        return self.adapter.term_losses(self, term, groups)
 
     def remember_entropies(self, term: DistillTerm, stats: EAStats,
                            mask: Tensor) -> None:

@@ -1,8 +1,11 @@
 from ..distill import DISTILL_ARGS, student_model_config
-from .dense_distiller import LOCATIONS, DenseDistillSingleStageDetector
+from ..distill.adapters.dense import LOCATIONS
+from .dense_distiller import (DenseDistillRTMDet,
+                              DenseDistillSingleStageDetector)
 from .roi_distiller import RoIDistillTwoStageDetector
 
 __all__ = [
-    'DISTILL_ARGS', 'LOCATIONS', 'DenseDistillSingleStageDetector',
+    'DISTILL_ARGS', 'LOCATIONS', 'DenseDistillRTMDet',
+    'DenseDistillSingleStageDetector',
     'RoIDistillTwoStageDetector', 'student_model_config'
 ]

@@ -268,6 +268,11 @@ def _gfl(name: str, **kwargs) -> Regime:
         **kwargs)
 
 
+def _rtmdet(name: str, **kwargs) -> Regime:
+    return _synthetic(name, 'rtmdet', methods=('student', 'KD', 'EA-KD'),
+                      classifier='sigmoid', **kwargs)
+
+
 REGIMES: Dict[str, Regime] = {
     # What the README's study and the demo run (see README, "Evidence").
     'frcnn': _frcnn('frcnn', teacher_epochs=12, student_epochs=4,
@@ -287,6 +292,17 @@ REGIMES: Dict[str, Regime] = {
                       num_train=16, num_val=8,
                       data_root='data/synthetic_short',
                       test_score_thr=0.0, noise_halves=True),
+    # RTMDet (sigmoid EA, EMA, pipeline switch at epoch 11 of the synthetic
+    # configs' 12): see README, "RTMDet". Not piloted yet: the schedule is
+    # the synthetic configs' own, not chosen with student and KD pilots.
+    'rtmdet': _rtmdet('rtmdet', teacher_epochs=12, student_epochs=12,
+                      num_train=400, num_val=300, data_root='data/synthetic'),
+    # CI: the same code path with a tiny data set and one short epoch (no
+    # pipeline switch); every box kept, as gfl-short (QFL starts at 0.01).
+    'rtmdet-short': _rtmdet('rtmdet-short', teacher_epochs=1,
+                            student_epochs=1, num_train=16, num_val=8,
+                            data_root='data/synthetic_short',
+                            test_score_thr=0.0, noise_halves=True),
 }
 
 

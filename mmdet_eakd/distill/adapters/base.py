@@ -19,12 +19,20 @@ come from. Its adapter:
    detector's features (:meth:`DistillAdapter.outputs`), and says which of
    the teacher's rows are distributions to distil
    (:meth:`DistillAdapter.usable_teacher_rows`);
-5. leaves pairing, loss and logging to the core, which turns the captures and
-   the teacher's outputs into :class:`LogitGroup` s.
+5. owns the family's policy: which samples the classification terms
+   distil (:meth:`DistillAdapter.select_samples`) and how each term's loss
+   is reduced, normalised and logged (:meth:`DistillAdapter.term_losses`);
+   the core pairs the captures with the teacher's outputs into
+   :class:`LogitGroup` s and sums the terms.
 
-A new family is one file with a subclass decorated by
-:func:`register_adapter`, plus a registered detector that mixes
-:class:`~mmdet_eakd.distill.DistillerMixin` into the family's mmdet detector.
+Adapters are found by the class of the detector's distilled head (its
+``roi_head``, else its ``bbox_head``): :func:`register_adapter` keys an
+adapter by head classes, and :func:`adapter_for` walks the head's MRO, most
+specific class first, so a subclass's own adapter wins over its base's
+whatever the import order. A new family is one file with a subclass
+decorated by ``@register_adapter(head_types=(...))``, plus a registered
+detector that mixes :class:`~mmdet_eakd.distill.DistillerMixin` into the
+family's mmdet detector.
 """
 import contextlib
 import inspect
@@ -35,8 +43,17 @@ from typing import (AbstractSet, Any, Callable, ContextManager, Dict, List,
 import torch
 from torch import Tensor, nn
 
-from ...losses import CLASS_LOGITS, FEATURES, LOSS_TYPES
+from ...losses import CLASS_LOGITS, FEATURES, LOSS_TYPES, EAStats
 from ..terms import DistillTerm
+
+#: Name of the KD loss in the loss dict: per term ``DistillTerm.key`` of it
+#: (``loss_kd`` for ``distill_loss``, ``loss_kd_<name>`` for a named term),
+#: per group ``f'{group}.{key}'``.
+KD_LOSS = 'loss_kd'
+#: The detector attributes that hold the head an adapter is keyed by, in
+#: the order they are looked up: a two-stage detector's RoI head, else a
+#: one-stage detector's dense head.
+HEAD_ATTRIBUTES: Tuple[str, ...] = ('roi_head', 'bbox_head')
 
 #: No tensors besides the class logits (an immutable empty mapping).
 NO_TENSORS: Mapping[str, Tensor] = MappingProxyType({})
@@ -140,6 +157,14 @@ class LogitGroup(NamedTuple):
         return self.student_tensors[kind], self.teacher_tensors[kind]
 
 
+def masked_rows(logits: Tensor, keep: Tensor) -> Tensor:
+    """``logits`` with the rows not in ``keep`` (shape (N,), bool) set to
+    zero: a finite input whose terms are masked out afterwards, so that
+    neither their values nor their gradients (NaN times a zero gradient is
+    NaN) reach the loss."""
+    return torch.where(keep[:, None], logits, logits.new_zeros(()))
+
+
 def usable_teacher_rows(logits: Tensor, classifier: str) -> Tensor:
     """Which rows of teacher logits are a distribution to distill from.
 
@@ -160,7 +185,9 @@ def usable_teacher_rows(logits: Tensor, classifier: str) -> Tensor:
 
 
 class DistillAdapter:
-    """Base class of the head-family adapters (stateless)."""
+    """Base class of the head-family adapters (stateless; one instance per
+    registered class). Its policy is that of the RoI families: every sample
+    the loss counted, each group's term the mean over its samples."""
 
     #: The family's name, for messages.
     family: str = ''
@@ -171,10 +198,6 @@ class DistillAdapter:
     #: Where an EA feature term can take one weight (its loss's
     #: ``ea_granularity``): every family weighs whole images.
     ea_granularities: Tuple[str, ...] = ('image', )
-
-    def matches(self, detector: nn.Module) -> bool:
-        """Whether ``detector`` (a student) belongs to this family."""
-        raise NotImplementedError
 
     def check_student(self, student: nn.Module) -> None:
         """Raise :class:`UnsupportedPairError` for an unsupported student."""
@@ -308,28 +331,162 @@ class DistillAdapter:
         return usable_teacher_rows(teacher, self.classifier)
 
 
-_ADAPTERS: List[DistillAdapter] = []
+    def select_samples(self, detector: nn.Module,
+                       group: LogitGroup) -> Tensor:
+        """The samples of ``group`` the classification terms distil.
+
+        This base (the RoI families) distils every ``distillable`` sample.
+
+        Args:
+            detector (nn.Module): The distiller (its options, e.g. the dense
+                family's ``distill_locations``, are read from it).
+            group (LogitGroup): A group whose ``valid`` is ``distillable``.
+
+        Returns:
+            Tensor: Shape (N,), bool, within ``group.distillable``.
+        """
+        return group.distillable
+
+    def group_loss(self, term: DistillTerm,
+                   group: LogitGroup) -> Tuple[Tensor, EAStats]:
+        """A classification term's loss on one group's valid samples (their
+        mean) and the per-sample statistics of every sample, from one
+        computation of the entropies. Invalid samples are masked, not
+        indexed out: nothing is read on the host.
+
+        Args:
+            term (DistillTerm): A classification term.
+            group (LogitGroup): The group.
+
+        Returns:
+            tuple[Tensor, EAStats]: The scalar loss and the statistics, each
+            of shape (N,).
+        """
+        valid = group.valid
+        student = masked_rows(group.student, valid)
+        teacher = masked_rows(group.teacher, valid)
+        per_sample, stats = term.loss.loss_and_stats(
+            student, teacher, group.labels, reduction_override='none')
+        loss = (torch.where(valid, per_sample, per_sample.new_zeros(())).sum()
+                / valid.sum().clamp(min=1))
+        return loss, stats
+
+    def term_losses(self, detector: nn.Module, term: DistillTerm,
+                    groups: Sequence[LogitGroup]) -> Dict[str, Tensor]:
+        """One term's loss and mean statistics over the groups: the RoI
+        families' policy (classification terms only, see
+        :meth:`check_term`); a family with another policy overrides it.
+
+        Args:
+            detector (nn.Module): The distiller.
+            term (DistillTerm): The term.
+            groups (Sequence[LogitGroup]): The step's groups.
+
+        Returns:
+            dict[str, Tensor]: Under the term's keys (``term.key``):
+            ``loss_kd`` = sum over groups of the group's weight times the
+            term's loss on it (the mean over its valid samples); for named
+            groups also ``f'{group}.{key}'`` (that weighted part, logged
+            only: see ``DistillerMixin.parse_losses``); ``ea_weight``,
+            ``entropy_t``, ``entropy_s``: means over all valid samples
+            (detached).
+        """
+        losses: Dict[str, Tensor] = {}
+        total: Optional[Tensor] = None
+        sums: Dict[str, Tensor] = {}
+        for group in groups:
+            loss, group_stats = self.group_loss(term, group)
+            detector.remember_entropies(term, group_stats, group.valid)
+            weighted = group.weight * loss
+            if group.name:
+                losses[f'{group.name}.{term.key(KD_LOSS)}'] = weighted
+            total = weighted if total is None else total + weighted
+            for name, value in group_stats._asdict().items():
+                value = torch.where(group.valid, value,
+                                    value.new_zeros(())).sum()
+                sums[name] = value if name not in sums else sums[name] + value
+        losses[term.key(KD_LOSS)] = total
+        count = sum(group.valid.sum() for group in groups).clamp(min=1)
+        losses.update(
+            (term.key(name), value / count) for name, value in sums.items())
+        return losses
 
 
-def register_adapter(cls: Type[DistillAdapter]) -> Type[DistillAdapter]:
-    """Class decorator: make a family's adapter known to :func:`adapter_for`."""
-    _ADAPTERS.append(cls())
-    return cls
+#: Head class -> the adapter registered for it (and its subclasses).
+_ADAPTERS: Dict[type, DistillAdapter] = {}
+
+
+AdapterClass = Type[DistillAdapter]
+
+
+def register_adapter(
+        head_types: Sequence[type]) -> Callable[[AdapterClass], AdapterClass]:
+    """Class decorator: the adapter of the heads of ``head_types`` and their
+    subclasses (unless a subclass has an adapter of its own).
+
+    Args:
+        head_types (Sequence[type]): mmdet head classes (the detector's
+            ``roi_head`` for two-stage detectors, ``bbox_head`` for
+            one-stage ones).
+
+    Returns:
+        The decorator; it registers one instance of the class.
+
+    Raises:
+        ValueError: A head class that already has an adapter.
+    """
+    def register(cls: AdapterClass) -> AdapterClass:
+        adapter = cls()
+        for head_type in head_types:
+            taken = _ADAPTERS.get(head_type)
+            if taken is not None and type(taken) is not cls:
+                raise ValueError(
+                    f'{head_type.__name__} already has the adapter '
+                    f'{type(taken).__name__}; {cls.__name__} cannot take it. '
+                    'Register the new adapter for a subclass of the head.')
+            _ADAPTERS[head_type] = adapter
+        return cls
+
+    return register
+
+
+def registered_adapters() -> Dict[type, DistillAdapter]:
+    """A copy of the registry: head class -> adapter."""
+    return dict(_ADAPTERS)
+
+
+def distilled_head(detector: nn.Module) -> Optional[nn.Module]:
+    """The head adapters are keyed by: the first of :data:`HEAD_ATTRIBUTES`
+    that ``detector`` has (not None), or None."""
+    for name in HEAD_ATTRIBUTES:
+        head = getattr(detector, name, None)
+        if head is not None:
+            return head
+    return None
 
 
 def adapter_for(detector: nn.Module) -> DistillAdapter:
     """The adapter of ``detector``'s head family.
 
+    The adapter registered for the most specific class in the MRO of the
+    detector's distilled head (:func:`distilled_head`).
+
     Raises:
-        UnsupportedPairError: No adapter serves the detector.
+        UnsupportedPairError: No adapter serves the head; the message lists
+            the head classes that have one.
     """
-    for adapter in _ADAPTERS:
-        if adapter.matches(detector):
+    head = distilled_head(detector)
+    for head_type in type(head).__mro__ if head is not None else ():
+        adapter = _ADAPTERS.get(head_type)
+        if adapter is not None:
             return adapter
-    families = ', '.join(a.family for a in _ADAPTERS)
+    supported = ', '.join(sorted(t.__name__ for t in _ADAPTERS))
+    found = ('It has no roi_head or bbox_head.' if head is None else
+             f'Its head is a {type(head).__name__}.')
     raise UnsupportedPairError(
         f'{type(detector).__name__} has no distillation adapter; supported '
-        f'head families: {families}.')
+        f'head families: {supported} (and their subclasses), looked up by '
+        f'the class of the roi_head, else the bbox_head. {found}')
 
 
 def call_arguments(module: nn.Module, args: tuple,

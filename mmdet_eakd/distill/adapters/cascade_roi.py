@@ -11,7 +11,7 @@ from .roi_common import (RoISamples, SoftmaxRoIAdapter, capture_box_stages,
                          check_two_stage, roi_logits)
 
 
-@register_adapter
+@register_adapter(head_types=(CascadeRoIHead, ))
 class CascadeRoIAdapter(SoftmaxRoIAdapter):
     """One group per box stage ``s``: the RoIs stage ``s`` sampled (at its own
     IoU threshold), named ``s{s}`` (logged as ``s{s}.loss_kd``) and weighted
@@ -24,9 +24,6 @@ class CascadeRoIAdapter(SoftmaxRoIAdapter):
     """
 
     family = 'CascadeRoIHead (Cascade R-CNN box branch)'
-
-    def matches(self, detector: nn.Module) -> bool:
-        return isinstance(getattr(detector, 'roi_head', None), CascadeRoIHead)
 
     def check_pair(self, student: nn.Module, teacher: nn.Module) -> None:
         roi_head = check_two_stage(teacher, 'teacher')

@@ -37,8 +37,9 @@ head call that gives its logits; both are flattened with
 :func:`flatten_levels`, so row ``n`` is the location of logit row ``n``.
 """
 import contextlib
+import math
 from typing import (AbstractSet, Any, Dict, Iterator, List, NamedTuple,
-                    Optional, Tuple)
+                    Optional, Sequence, Tuple)
 
 import torch
 from torch import Tensor, nn
@@ -46,16 +47,24 @@ from torch import Tensor, nn
 from mmdet.models.dense_heads import (AnchorHead, ATSSHead, FCOSHead,
                                       GFLHead)
 from mmdet.models.detectors import SingleStageDetector
+from mmdet.utils import reduce_mean
 from ...losses import (BOX_DISTRIBUTION, CLASS_LOGITS, NUM_EDGES,
                        usable_box_rows)
 from ..terms import DistillTerm
-from .base import (LOGITS_ONLY, DistillAdapter, GroupCapture,
-                   UnsupportedPairError, call_arguments, hooks,
-                   register_adapter)
+from .base import (KD_LOSS, LOGITS_ONLY, DistillAdapter, GroupCapture,
+                   LogitGroup, UnsupportedPairError, call_arguments, hooks,
+                   masked_rows, register_adapter)
 
-#: Supported heads and the methods their classification loss lives in; a
-#: subclass is supported if it keeps these methods of its nearest listed base.
-_LOSS_METHODS: Tuple[Tuple[type, Tuple[str, ...]], ...] = (
+#: Which locations the classification terms distil (the dense distiller's
+#: ``distill_locations``).
+LOCATIONS: Tuple[str, ...] = ('all', 'positives', 'teacher_gated')
+
+#: Heads and the methods their classification loss lives in, nearest base
+#: first; a subclass is supported if it keeps these methods of its nearest
+#: listed base.
+LossMethods = Tuple[Tuple[type, Tuple[str, ...]], ...]
+
+_LOSS_METHODS: LossMethods = (
     (GFLHead, ('loss_by_feat', 'loss_by_feat_single')),
     (ATSSHead, ('loss_by_feat', 'loss_by_feat_single')),
     (FCOSHead, ('loss_by_feat', )),
@@ -104,10 +113,10 @@ def box_distribution_width(head: nn.Module) -> int:
     return NUM_EDGES * (head.reg_max + 1)
 
 
-def _loss_base(head: nn.Module) -> Optional[type]:
-    """The nearest supported base class whose loss methods ``head`` keeps,
-    or None."""
-    for base, methods in _LOSS_METHODS:
+def _loss_base(head: nn.Module, loss_methods: LossMethods) -> Optional[type]:
+    """The nearest base class of ``loss_methods`` whose loss methods
+    ``head`` keeps, or None."""
+    for base, methods in loss_methods:
         if isinstance(head, base):
             keeps = all(
                 getattr(type(head), m) is getattr(base, m) for m in methods)
@@ -115,25 +124,41 @@ def _loss_base(head: nn.Module) -> Optional[type]:
     return None
 
 
-def check_dense_head(detector: nn.Module, role: str) -> nn.Module:
+def check_dense_head(
+        detector: nn.Module,
+        role: str,
+        loss_methods: LossMethods = _LOSS_METHODS,
+        supported: str = ('RetinaHead and other AnchorHead subclasses, '
+                          'ATSSHead, GFLHead and FCOSHead')) -> nn.Module:
     """The sigmoid dense head of a ``SingleStageDetector``.
+
+    Args:
+        detector (nn.Module): The detector.
+        role (str): ``'student'``, ``'teacher'`` or ``'detector'``, for
+            messages.
+        loss_methods (LossMethods): The heads the family supports and the
+            methods their classification loss lives in.
+        supported (str): Those heads, in words, for messages.
+
+    Returns:
+        nn.Module: The head.
 
     Raises:
         UnsupportedPairError: Not a single-stage detector, a head other than
-            RetinaNet / ATSS / GFL / FCOS (or a subclass that rewrites their
+            those of ``loss_methods`` (or a subclass that rewrites their
             loss), or a softmax classifier.
     """
     if not isinstance(detector, SingleStageDetector):
         raise UnsupportedPairError(
             f'The {role} is a {type(detector).__name__}; dense distillation '
-            'needs a SingleStageDetector (RetinaNet, ATSS, GFL, FCOS).')
+            f'needs a SingleStageDetector (with {supported}).')
     head = getattr(detector, 'bbox_head', None)
-    if _loss_base(head) is None:
+    if _loss_base(head, loss_methods) is None:
+        methods = sorted({m for _, names in loss_methods for m in names})
         raise UnsupportedPairError(
-            f'The {role}\'s head is {type(head).__name__}; dense distillation '
-            'supports RetinaHead and other AnchorHead subclasses, ATSSHead, '
-            'GFLHead and FCOSHead (and subclasses that keep their '
-            'loss_by_feat / loss_by_feat_single), whose classification loss '
+            f'The {role}\'s head is {type(head).__name__}; this dense '
+            f'distillation family supports {supported} (and subclasses that '
+            f'keep their {" / ".join(methods)}), whose classification loss '
             'sees every location in a known order.')
     if not getattr(head, 'use_sigmoid_cls', False) or (head.cls_out_channels
                                                       != head.num_classes):
@@ -317,7 +342,83 @@ class _DenseRecord:
             student_tensors=student_tensors)
 
 
-@register_adapter
+def check_locations(distill_locations: str,
+                    teacher_score_thr: Optional[float]) -> None:
+    """Check the dense distiller's location options.
+
+    Args:
+        distill_locations (str): One of :data:`LOCATIONS`.
+        teacher_score_thr (float, optional): A score in (0, 1) for
+            ``'teacher_gated'``, else None.
+
+    Raises:
+        ValueError: Naming the bad option and what to set.
+    """
+    if distill_locations not in LOCATIONS:
+        raise ValueError(f'distill_locations must be one of {LOCATIONS}, '
+                         f'got {distill_locations!r}.')
+    gated = distill_locations == 'teacher_gated'
+    if gated and not (isinstance(teacher_score_thr, (int, float))
+                      and 0 < teacher_score_thr < 1):
+        raise ValueError(
+            'distill_locations="teacher_gated" needs teacher_score_thr, '
+            f'a score in (0, 1); got {teacher_score_thr!r}.')
+    if not gated and teacher_score_thr is not None:
+        raise ValueError(
+            f'teacher_score_thr={teacher_score_thr!r} only applies to '
+            'distill_locations="teacher_gated", but distill_locations is '
+            f'{distill_locations!r}; remove it or gate by the teacher.')
+
+
+def select_locations(group: LogitGroup, num_classes: int, locations: str,
+                     teacher_score_thr: Optional[float]) -> Tensor:
+    """The locations of ``group`` to distill under a ``locations`` option.
+
+    Args:
+        group (LogitGroup): The head's locations; ``distillable`` marks
+            those the detection loss counts where the teacher's outputs are
+            distributions.
+        num_classes (int): C; label ``C`` is background.
+        locations (str): ``'all'`` (every valid location), ``'positives'``
+            (valid locations assigned to an object) or ``'teacher_gated'``
+            (valid locations where the teacher's highest class score,
+            ``sigmoid(max_c z_T,c)``, exceeds ``teacher_score_thr``).
+        teacher_score_thr (float, optional): Threshold in (0, 1) of
+            ``'teacher_gated'``.
+
+    Returns:
+        Tensor: Shape (N,), bool.
+    """
+    if locations == 'all':
+        return group.distillable
+    if locations == 'positives':
+        return positive_locations(group, num_classes)
+    # sigmoid is monotonic: compare the max logit with logit(thr) instead of
+    # taking the sigmoid of every score.
+    threshold = math.log(teacher_score_thr / (1 - teacher_score_thr))
+    return group.distillable & (group.teacher.amax(dim=1) > threshold)
+
+
+def positive_locations(group: LogitGroup, num_classes: int) -> Tensor:
+    """The distillable locations assigned to an object (label in ``[0,
+    num_classes)``), shape (N,), bool."""
+    return group.distillable & (group.labels >= 0) & (group.labels
+                                                      < num_classes)
+
+
+def _means(term: DistillTerm, values: Dict[str, Tensor],
+           selected: Tensor) -> Dict[str, Tensor]:
+    """The means over the ``selected`` locations (shape (N,), bool) of
+    per-location ``values``, under ``term``'s keys (masked: no host read)."""
+    count = selected.sum().clamp(min=1)
+    return {
+        term.key(name): torch.where(selected, value,
+                                    value.new_zeros(())).sum() / count
+        for name, value in values.items()
+    }
+
+
+@register_adapter(head_types=(AnchorHead, FCOSHead))
 class DenseHeadAdapter(DistillAdapter):
     """One group: every location of every level, named ``''`` (logged as
     ``loss_kd``), weight 1; ``valid`` excludes what the detection loss
@@ -326,7 +427,34 @@ class DenseHeadAdapter(DistillAdapter):
 
     Besides classification terms it serves box-distribution terms
     (``BOX_DISTRIBUTION``) when both heads are ``GFLHead`` s with the
-    ``reg_max`` of the term's loss."""
+    ``reg_max`` of the term's loss.
+
+    Its policy (:meth:`select_samples`, :meth:`term_losses`), configured by
+    the dense distiller's ``distill_locations`` and ``teacher_score_thr``:
+
+    - **Classification terms** (``SigmoidEAKDLoss``: KL of the per-class
+      Bernoulli distributions, weighted per location by the sigmoid EA
+      weight): at the locations ``distill_locations`` selects
+      (:func:`select_locations`), the sum of the per-location terms divided
+      by the number of positive locations averaged over the processes
+      (clamped to >= 1), as mmdet's ATSS / GFL / FCOS heads normalise their
+      classification loss (RetinaNet's own ``avg_factor`` is the
+      per-process count; the KD term uses the averaged one for every head).
+      Logged: ``loss_kd``; ``ea_weight``, ``entropy_t``, ``entropy_s``
+      (means over the selected locations) and ``kd_fg_share`` /
+      ``kd_bg_share``, the shares of the term's loss on positive and
+      background locations.
+    - **Box-distribution terms** (``EALDLoss`` on GFL heads; see
+      :meth:`box_term_losses`): at the positive locations, weighted by the
+      student's top class score as mmdet's ``LDHead`` weights its LD, summed
+      over the positives as ``LDHead``'s ``loss_ld`` is. Logged:
+      ``loss_kd``; ``ea_weight``, ``entropy_t``, ``entropy_s`` (means over
+      the positives).
+
+    Every location is computed and the unselected ones are masked out
+    (``torch.where``), so the step reads nothing on the host and a
+    non-finite value at an unselected location does not reach the loss.
+    """
 
     family = 'dense one-stage heads (RetinaNet, ATSS, GFL, FCOS)'
     classifier = 'sigmoid'
@@ -336,18 +464,26 @@ class DenseHeadAdapter(DistillAdapter):
     #: of the largest stride.
     check_size_strides = 2
 
-    def matches(self, detector: nn.Module) -> bool:
-        return isinstance(detector, SingleStageDetector)
+    #: The heads of the family and the methods their classification loss
+    #: lives in (see :func:`check_dense_head`), and the same in words.
+    loss_methods: LossMethods = _LOSS_METHODS
+    supported_heads: str = ('RetinaHead and other AnchorHead subclasses, '
+                            'ATSSHead, GFLHead and FCOSHead')
+
+    def check_head(self, detector: nn.Module, role: str) -> nn.Module:
+        """:func:`check_dense_head` with the family's heads."""
+        return check_dense_head(detector, role, self.loss_methods,
+                                self.supported_heads)
 
     def check_student(self, student: nn.Module) -> None:
-        check_dense_head(student, 'student')
+        self.check_head(student, 'student')
 
     def num_classes(self, detector: nn.Module) -> int:
-        return check_dense_head(detector, 'detector').num_classes
+        return self.check_head(detector, 'detector').num_classes
 
     def check_pair(self, student: nn.Module, teacher: nn.Module) -> None:
-        student_head = check_dense_head(student, 'student')
-        teacher_head = check_dense_head(teacher, 'teacher')
+        student_head = self.check_head(student, 'student')
+        teacher_head = self.check_head(teacher, 'teacher')
         if teacher_head.num_classes != student_head.num_classes:
             raise DenseAlignmentError(
                 f'The teacher classifies {teacher_head.num_classes} classes '
@@ -450,3 +586,130 @@ class DenseHeadAdapter(DistillAdapter):
             return usable_box_rows(teacher,
                                    teacher.size(1) // NUM_EDGES - 1)
         return super().usable_teacher_rows(kind, teacher)
+
+    def select_samples(self, detector: nn.Module,
+                       group: LogitGroup) -> Tensor:
+        """The locations ``detector.distill_locations`` selects for the
+        classification terms (:func:`select_locations`, with
+        ``detector.teacher_score_thr``)."""
+        return select_locations(group, detector.bbox_head.num_classes,
+                                detector.distill_locations,
+                                detector.teacher_score_thr)
+
+    def term_losses(self, detector: nn.Module, term: DistillTerm,
+                    groups: Sequence[LogitGroup]) -> Dict[str, Tensor]:
+        """One term's loss and statistics under its keys: a box-distribution
+        term by :meth:`box_term_losses`, a classification term by
+        :meth:`logit_term_losses`."""
+        (group, ) = groups
+        num_classes = detector.bbox_head.num_classes
+        if term.kind == BOX_DISTRIBUTION:
+            return self.box_term_losses(term, group, num_classes)
+        return self.logit_term_losses(detector, term, group, num_classes)
+
+    @staticmethod
+    def logit_term_losses(detector: nn.Module, term: DistillTerm,
+                          group: LogitGroup,
+                          num_classes: int) -> Dict[str, Tensor]:
+        """A classification term, normalised by the positives. Its
+        per-location statistics are kept for the step's feature terms
+        (``detector.remember_entropies``).
+
+        Args:
+            detector (nn.Module): The distiller.
+            term (DistillTerm): A classification term.
+            group (LogitGroup): The locations; ``valid`` are the selected
+                ones.
+            num_classes (int): C; label ``C`` is background.
+
+        Returns:
+            dict[str, Tensor]: Under the term's keys: ``loss_kd`` (the sum
+            over the selected locations of the per-location terms, divided
+            by the positives averaged over the processes, clamped to >= 1);
+            ``ea_weight``, ``entropy_t``, ``entropy_s`` (means over the
+            selected locations), ``kd_fg_share`` and ``kd_bg_share``
+            (detached).
+        """
+        selected = group.valid
+        positive = (group.labels >= 0) & (group.labels < num_classes)
+        student = masked_rows(group.student, selected)
+        teacher = masked_rows(group.teacher, selected)
+        per_location, stats = term.loss.loss_and_stats(
+            student, teacher, group.labels, reduction_override='none')
+        detector.remember_entropies(term, stats, selected)
+        per_location = torch.where(selected, per_location,
+                                   per_location.new_zeros(()))
+        num_pos = reduce_mean(positive.sum().to(per_location.dtype))
+        losses = {
+            term.key(KD_LOSS):
+            group.weight * per_location.sum() / num_pos.clamp(min=1)
+        }
+        losses.update(_means(term, stats._asdict(), selected))
+        detached = per_location.detach()
+        total = detached.sum()
+        fg_share = torch.where(
+            total > 0, (detached * positive).sum() / total.clamp(min=1e-12),
+            total.new_zeros(()))
+        losses[term.key('kd_fg_share')] = fg_share
+        losses[term.key('kd_bg_share')] = torch.where(total > 0, 1 - fg_share,
+                                                      total.new_zeros(()))
+        return losses
+
+    @staticmethod
+    def box_term_losses(term: DistillTerm, group: LogitGroup,
+                        num_classes: int) -> Dict[str, Tensor]:
+        """A box-distribution term (EA-LD) at the positives, as mmdet's LD.
+
+        What mmdet 3.3's ``LDHead.loss_by_feat_single`` computes, per FPN
+        level, is ``loss_ld(pred_corners, soft_corners, weight=w[:,
+        None].expand(-1, 4).reshape(-1), avg_factor=4.0)`` on the positive
+        locations (``0 <= label < num_classes``), with ``w`` the student's
+        top class score ``cls_score.detach().sigmoid().max(dim=1)`` there
+        and ``loss_ld = KnowledgeDistillationKLDivLoss(T=10,
+        loss_weight=0.25)`` (per edge ``T^2`` times the KL averaged over the
+        ``reg_max + 1`` bins); ``loss_by_feat`` leaves it unnormalised (its
+        ``loss_ld`` list is summed over the levels). That is
+        ``loss_weight * sum_n w_n * LD_n * 4 / (4 + eps)`` with ``LD_n`` the
+        mean of the location's 4 edge terms and ``eps = finfo(float32).eps``
+        (mmdet's guard when it divides by ``avg_factor``).
+
+        This term reproduces it, without the ``4 / (4 + eps)`` (a relative
+        difference of 3e-8) and with the EA weight: ``loss_kd = weight *
+        sum_n [positive_n] * s_n * w_EA,n * loss_weight * LD_n``, ``s_n =
+        sigmoid(max_c z_S,n,c)`` (detached; equal to the max of the
+        sigmoids) from the student's logits that its ``loss_cls`` used,
+        ``w_EA,n`` the loss's entropy weight (1 for ``weight_mode='none'``,
+        then exactly mmdet's LD), summed over the positives of this process
+        (not divided by their number: ``T = 10`` and ``loss_weight = 0.25``
+        mean what they mean in mmdet's LD configs). Positives are the
+        ``distillable`` locations with a label in ``[0, num_classes)``
+        (mmdet's, less those where a teacher output is no distribution),
+        whatever ``distill_locations`` is. mmdet 3.3's ``LDHead`` has no
+        "valuable localization region" term; neither has this one.
+
+        Args:
+            term (DistillTerm): A box-distribution term (``EALDLoss``).
+            group (LogitGroup): The locations, with the box distributions
+                (shape (N, 4 * (reg_max + 1))) in ``student_tensors`` /
+                ``teacher_tensors``.
+            num_classes (int): C; label ``C`` is background.
+
+        Returns:
+            dict[str, Tensor]: Under the term's keys: ``loss_kd``;
+            ``ea_weight``, ``entropy_t``, ``entropy_s`` (means over the
+            positives, detached).
+        """
+        positive = positive_locations(group, num_classes)
+        student, teacher = group.pair(BOX_DISTRIBUTION)
+        top_score = group.student.detach().amax(dim=1).float().sigmoid()
+        score = torch.where(positive, top_score, top_score.new_zeros(()))
+        per_location, stats = term.loss.loss_and_stats(
+            masked_rows(student, positive),
+            masked_rows(teacher, positive),
+            weight=score,
+            reduction_override='none')
+        per_location = torch.where(positive, per_location,
+                                   per_location.new_zeros(()))
+        losses = {term.key(KD_LOSS): group.weight * per_location.sum()}
+        losses.update(_means(term, stats._asdict(), positive))
+        return losses

@@ -11,16 +11,13 @@ from .roi_common import (RoISamples, SoftmaxRoIAdapter, capture_box_stages,
                          check_two_stage, roi_logits)
 
 
-@register_adapter
+@register_adapter(head_types=(StandardRoIHead, ))
 class StandardRoIAdapter(SoftmaxRoIAdapter):
     """One group: the RoIs the box head sampled, named ``''`` (logged as
     ``loss_kd``), weight 1. The teacher is a ``StandardRoIHead`` detector; a
     mask branch is not distilled."""
 
     family = 'StandardRoIHead (Faster / Mask R-CNN box branch)'
-
-    def matches(self, detector: nn.Module) -> bool:
-        return isinstance(getattr(detector, 'roi_head', None), StandardRoIHead)
 
     def check_pair(self, student: nn.Module, teacher: nn.Module) -> None:
         roi_head = check_two_stage(teacher, 'teacher')
