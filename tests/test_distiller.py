@@ -299,3 +299,22 @@ def test_unknown_distill_rois_is_refused(teacher_ckpt):
     cfg.distill_rois = 'positives'
     with pytest.raises(ValueError, match="distill_rois must be one of"):
         MODELS.build(cfg)
+
+
+def test_foreground_rois_keep_the_feature_terms(teacher_ckpt):
+    """With ``distill_rois='foreground'`` a feature term still gets the
+    step's features (the selection replaces the groups only)."""
+    cfg = Config.fromfile(
+        str(SYNTHETIC_CONFIGS / 'eakd_pkd_frcnn_teacher_tiny_synthetic.py'))
+    cfg.model.teacher.checkpoint = str(teacher_ckpt)
+    cfg.model.distill_rois = 'foreground'
+    torch.manual_seed(1)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.train()
+    data = model.data_preprocessor(batch(5), True)
+    inputs = model.distill_inputs(data['inputs'], data['data_samples'])
+    assert inputs.features is not None
+    losses = model.loss(data['inputs'], data['data_samples'])
+    assert torch.isfinite(losses['loss_kd_feat']) and losses['loss_kd_feat'] > 0
+    assert torch.isfinite(losses['loss_kd_cls'])

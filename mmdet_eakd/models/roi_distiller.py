@@ -96,7 +96,7 @@ class RoIDistillTwoStageDetector(DistillerMixin, TwoStageDetector):
             group._replace(valid=foreground_rois(group))
             for group in inputs.groups
         ]
-        return DistillInputs(inputs.losses, groups)
+        return inputs._replace(groups=groups)
 
     @classmethod
     def student_type(cls, model_cfg: dict) -> str:
