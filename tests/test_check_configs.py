@@ -7,7 +7,10 @@ from mmengine.config import Config
 
 CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py')
                  if '_base_' not in p.parts)
-DISTILL_PREFIXES = ('kd_', 'eakd_', 'dkd_', 'eadkd_', 'pkd_')
+#: The logit-distillation configs of each Faster R-CNN pair.
+PAIR_PREFIXES = ('kd_', 'eakd_', 'dkd_', 'eadkd_')
+#: Every distillation config (pkd_: the heterogeneous feature-only pair).
+DISTILL_PREFIXES = PAIR_PREFIXES + ('pkd_', )
 
 
 def _run(*args):
@@ -22,7 +25,7 @@ def test_every_shipped_config_trains_one_step_offline():
     names = {p.name for p in CONFIGS}
     for pair, student in (('r101_r18', 'r18'), ('r50_mv2', 'mv2')):
         assert f'student_frcnn_{student}.py' in names
-        for prefix in DISTILL_PREFIXES:
+        for prefix in PAIR_PREFIXES:
             assert f'{prefix}frcnn_{pair}.py' in names
     assert {'student_cascade_r18.py', 'kd_cascade_r101_r18.py',
             'eakd_cascade_r101_r18.py'} <= names
