@@ -227,6 +227,33 @@ def test_rtmdet_ins_student_distils_classes_and_trains_masks(tmp_path):
     assert model.bbox_head.rtm_kernel[0].weight.grad is None
 
 
+@pytest.mark.parametrize('granularity', ['image', 'location'])
+def test_the_feature_term_applies_on_the_neck(tmp_path, granularity):
+    """EA-KD + EA-PKD on an RTMDet student: the PKD term compares the
+    CSPNeXtPAFPN levels (32 -> 64 channels through the connector), weighted
+    by the classification term's EA weights (per image or per location),
+    and its gradient reaches the student's neck but not the teacher."""
+    teacher_cfg = model_config(TEACHER)
+    save_random(teacher_cfg, tmp_path / 't.pth')
+    model = distiller(
+        model_config(), teacher_cfg, tmp_path / 't.pth', distill_loss=None,
+        distill_terms=dict(
+            cls=dict(type='SigmoidEAKDLoss', weight_mode='ea'),
+            feat=dict(type='EAPKDLoss', weight_mode='ea',
+                      ea_granularity=granularity, loss_weight=6.0,
+                      student_channels=32, teacher_channels=64)))
+    model.train()
+    losses = model.loss(*batch(model))
+    feat = losses['loss_kd_feat']
+    assert torch.isfinite(feat) and feat > 0
+    # the feature term's mean weight is the classification term's
+    assert torch.allclose(losses['ea_weight_feat'], losses['ea_weight_cls'])
+    feat.backward()
+    neck_grads = [p.grad for p in model.neck.parameters()]
+    assert any(g is not None and g.abs().sum() > 0 for g in neck_grads)
+    assert all(p.grad is None for p in model.teacher.parameters())
+
+
 def test_ema_averages_the_student_only(tmp_path):
     """mmdet's ExpMomentumEMA (what RTMDet's EMAHook uses) deep-copies the
     distiller: the copy shares the frozen teacher, and its state dict, its
