@@ -1,5 +1,5 @@
 """RoI-level knowledge distillation for two-stage detectors."""
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -7,21 +7,10 @@ from torch import Tensor, nn
 from mmdet.models.detectors import TwoStageDetector
 from mmdet.models.roi_heads import CascadeRoIHead
 from mmdet.registry import MODELS
-from mmdet.structures import SampleList
 from ..distill import DISTILL_ARGS, KD_LOSS, DistillerMixin, LogitGroup
-from ..distill.core import DistillInputs
+from ..distill.adapters.roi_common import ROI_SELECTIONS
 from ..distill.features import FeaturePair, FeatureLevelError
 from ..distill.terms import DistillTerm
-
-#: Which sampled RoIs the classification terms distil (``distill_rois``).
-ROI_SELECTIONS: Tuple[str, ...] = ('all', 'foreground')
-
-
-def foreground_rois(group: LogitGroup) -> Tensor:
-    """The valid RoIs of ``group`` sampled as an object (label below the
-    background label ``C - 1``), shape (N,), bool."""
-    background = group.student.shape[1] - 1
-    return group.valid & (group.labels < background)
 
 
 @MODELS.register_module()
@@ -84,19 +73,6 @@ class RoIDistillTwoStageDetector(DistillerMixin, TwoStageDetector):
         super().__init__(teacher=teacher, distill_loss=distill_loss,
                          distill_terms=distill_terms, **kwargs)
         self.distill_rois = distill_rois
-
-    def distill_inputs(self, batch_inputs: Tensor,
-                       batch_data_samples: SampleList) -> DistillInputs:
-        """The core's inputs; with ``distill_rois='foreground'`` ``valid``
-        keeps the foreground RoIs only (:func:`foreground_rois`)."""
-        inputs = super().distill_inputs(batch_inputs, batch_data_samples)
-        if self.distill_rois == 'all':
-            return inputs
-        groups = [
-            group._replace(valid=foreground_rois(group))
-            for group in inputs.groups
-        ]
-        return inputs._replace(groups=groups)
 
     @classmethod
     def student_type(cls, model_cfg: dict) -> str:

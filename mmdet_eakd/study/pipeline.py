@@ -152,17 +152,19 @@ def run_study(regime: Regime,
                                   threads=threads_per_job(1), log=log)
 
     def make_runs(phase: Sequence[Method], done: Sequence[Run]) -> List[Run]:
+        weights = {
+            method.name: _measured_loss_weight(method.name,
+                                               method.loss_weight_from, done)
+            for method in phase if method.loss_weight_from is not None
+        }
         runs = []
         for seed in seeds:
             init = write_init(regime, seed,
                               work_dir / 'init' / f'seed{seed}.pth')
             for method in phase:
-                weight = (None if method.loss_weight_from is None else
-                          _measured_loss_weight(method.name,
-                                                method.loss_weight_from,
-                                                done))
                 config = method_config(method, regime, root, seed, init,
-                                       teacher, eval_interval, weight)
+                                       teacher, eval_interval,
+                                       weights.get(method.name))
                 files = [init] + ([teacher] if method.distills else [])
                 runs.append(Run(name=f'{method.name}/seed{seed}', seed=seed,
                                 work_dir=work_dir / 'runs' / method.name /

@@ -19,8 +19,19 @@ from torch import Tensor, nn
 
 from mmdet.models.detectors import TwoStageDetector
 from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
-from .base import (DistillAdapter, GroupCapture, UnsupportedPairError,
-                   call_arguments, hooks)
+from .base import (DistillAdapter, GroupCapture, LogitGroup,
+                   UnsupportedPairError, call_arguments, hooks)
+
+#: Which sampled RoIs the classification terms distil (the RoI distiller's
+#: ``distill_rois``).
+ROI_SELECTIONS: Tuple[str, ...] = ('all', 'foreground')
+
+
+def foreground_rois(group: LogitGroup) -> Tensor:
+    """The valid RoIs of ``group`` sampled as an object (label below the
+    background label ``C - 1``), shape (N,), bool."""
+    background = group.student.shape[1] - 1
+    return group.valid & (group.labels < background)
 
 
 class RoISamples(NamedTuple):
@@ -252,3 +263,12 @@ class SoftmaxRoIAdapter(DistillAdapter):
 
     def num_classes(self, detector: nn.Module) -> int:
         return check_softmax_heads(detector.roi_head, 'detector')
+
+    def select_samples(self, detector: nn.Module,
+                       group: LogitGroup) -> Tensor:
+        """Every distillable RoI, or with the distiller's
+        ``distill_rois='foreground'`` those sampled as an object
+        (:func:`foreground_rois`)."""
+        if getattr(detector, 'distill_rois', 'all') == 'foreground':
+            return foreground_rois(group)
+        return group.distillable
