@@ -1,4 +1,8 @@
 """A distillation run end to end: DDP training, resume, plain-student testing."""
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 from conftest import (ROOT, SYNTHETIC_CONFIGS, TINY, data_overrides,
@@ -99,38 +103,61 @@ def _coco(work_dir):
     return {k: v for k, v in metrics[0].items() if k.startswith('coco/')}
 
 
+def _detections(prefix):
+    """The boxes CocoMetric kept (``{prefix}.bbox.json``), in a fixed order."""
+    records = json.loads(Path(f'{prefix}.bbox.json').read_text())
+    return sorted((r['image_id'], r['category_id'], r['score'], r['bbox'])
+                  for r in records)
+
+
 def test_student_evaluates_the_same_everywhere(distilled, synthetic_root,
                                                tmp_path):
     """tools/test.py on the distillation config (no teacher: its checkpoint
     path does not even exist), on the plain student config, mmdet's own
     tools/test.py on the plain student config, and tools/dist_test.sh with 2
-    processes give the same COCO numbers."""
+    processes keep the same detections and give the same COCO numbers."""
     _, work_dir, _ = distilled
     ckpt = str(work_dir / 'epoch_2.pth')
+    # every box is kept: a 2-epoch student scores below the 0.05 default
+    keep_all = 'test_cfg=dict(rcnn=dict(score_thr=0.0))'
     distill_cfg = tmp_path / 'distill_test.py'
     distill_cfg.write_text(
         f"_base_ = '{EAKD}'\n{data_overrides(synthetic_root)}"
-        "model = dict(teacher=dict(checkpoint='/nonexistent/teacher.pth'))\n")
+        "model = dict(teacher=dict(checkpoint='/nonexistent/teacher.pth'), "
+        f'{keep_all})\n')
     plain_cfg = tmp_path / 'plain_test.py'
-    plain_cfg.write_text(f"_base_ = '{TINY}'\n{data_overrides(synthetic_root)}")
+    plain_cfg.write_text(f"_base_ = '{TINY}'\n{data_overrides(synthetic_root)}"
+                         f'model = dict({keep_all})\n')
     mmdet_test = next(p for p in mmdet_tool_candidates('test') if p.is_file())
 
-    results = {}
+    def args(name, cfg):
+        return [str(cfg), ckpt, '--work-dir', str(tmp_path / name),
+                '--cfg-options',
+                f'test_evaluator.outfile_prefix={tmp_path / name}/det']
+
+    results, detections = {}, {}
     for name, tool, cfg in (
         ('ours_distill_cfg', python_tool('test.py'), distill_cfg),
         ('ours_plain_cfg', python_tool('test.py'), plain_cfg),
         ('mmdet_plain_cfg', [python_tool('test.py')[0], str(mmdet_test)],
          plain_cfg),
     ):
-        run_tool(tool + [str(cfg), ckpt, '--work-dir', str(tmp_path / name)],
-                 cwd=ROOT)
+        run_tool(tool + args(name, cfg), cwd=ROOT)
         results[name] = _coco(tmp_path / name)
+        detections[name] = _detections(tmp_path / name / 'det')
     # and the 2-process CPU launch of tools/dist_test.sh
-    run_tool([
-        'bash', str(ROOT / 'tools' / 'dist_test.sh'), str(distill_cfg), ckpt,
-        '2', '--work-dir', str(tmp_path / 'dist')
-    ], cwd=ROOT, env={'PORT': free_port()})
+    run_tool(['bash', str(ROOT / 'tools' / 'dist_test.sh')] +
+             args('dist', distill_cfg)[:2] + ['2'] + args('dist', distill_cfg)[2:],
+             cwd=ROOT, env={'PORT': free_port()})
     results['dist_distill_cfg'] = _coco(tmp_path / 'dist')
+    detections['dist_distill_cfg'] = _detections(tmp_path / 'dist' / 'det')
+    reference = detections.pop('ours_plain_cfg')
+    assert len(reference) > 100  # boxes on every image, not an empty set
+    for name, boxes in detections.items():
+        assert [b[:2] for b in boxes] == [b[:2] for b in reference], name
+        assert np.allclose([[b[2], *b[3]] for b in boxes],
+                           [[b[2], *b[3]] for b in reference],
+                           atol=1e-4), name
     assert results['ours_distill_cfg'] == results['ours_plain_cfg']
     assert results['ours_plain_cfg'] == results['mmdet_plain_cfg']
     assert results['dist_distill_cfg'] == results['ours_plain_cfg']

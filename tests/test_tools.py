@@ -41,6 +41,50 @@ def test_synthetic_config_classes_match_generator():
     assert cfg.model.roi_head.bbox_head.num_classes == len(CLASSES)
 
 
+@pytest.mark.parametrize('logger, expected', [
+    (None, 'MainProcessLoggerHook'),  # mmengine's default logger
+    (dict(type='LoggerHook', interval=7), 'MainProcessLoggerHook'),
+    (dict(type='MainProcessLoggerHook', interval=7), 'MainProcessLoggerHook'),
+])
+def test_test_metrics_are_written_by_rank_0_only(tmp_path, synthetic_root,
+                                                 monkeypatch, logger,
+                                                 expected):
+    """Every rank of mmengine's LoggerHook writes a distributed test's
+    metrics JSON (a race on one file); EAKDRunner's logger lets rank 0 alone
+    write it, with the configured arguments."""
+    from mmengine.hooks import LoggerHook
+
+    from mmdet_eakd.engine import EAKDRunner, hooks
+    cfg = Config.fromfile(str(TINY))
+    cfg.merge_from_dict(dict(work_dir=str(tmp_path)))
+    if logger is None:
+        cfg.default_hooks.pop('logger')
+    else:
+        cfg.default_hooks.logger = logger
+    runner = EAKDRunner.from_cfg(cfg)
+    (hook, ) = [h for h in runner.hooks if isinstance(h, LoggerHook)]
+    assert type(hook).__name__ == expected
+    assert hook.interval == (logger or dict(interval=10))['interval']
+    written = []
+    monkeypatch.setattr(LoggerHook, 'after_test_epoch',
+                        lambda self, runner, metrics=None: written.append(1))
+    for main, calls in ((False, []), (True, [1])):
+        monkeypatch.setattr(hooks, 'is_main_process', lambda: main)
+        hook.after_test_epoch(runner, {'coco/bbox_mAP': 0.5})
+        assert written == calls
+
+
+def test_a_disabled_logger_stays_disabled(tmp_path):
+    from mmengine.hooks import LoggerHook
+
+    from mmdet_eakd.engine import EAKDRunner
+    cfg = Config.fromfile(str(TINY))
+    cfg.merge_from_dict(dict(work_dir=str(tmp_path)))
+    cfg.default_hooks.logger = None
+    runner = EAKDRunner.from_cfg(cfg)
+    assert not [h for h in runner.hooks if isinstance(h, LoggerHook)]
+
+
 def test_train_and_test_report_coco_ap(trained_tiny, tmp_path):
     cfg, work_dir = trained_tiny
     assert (work_dir / 'epoch_2.pth').is_file()

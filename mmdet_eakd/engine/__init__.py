@@ -1,5 +1,6 @@
 from .checkpoint import allow_mmengine_checkpoints, mmengine_checkpoint_globals
-from .hooks import DistillStateCheckpointHook, TorchSafeCheckpointHook
+from .hooks import (DistillStateCheckpointHook, MainProcessLoggerHook,
+                    TorchSafeCheckpointHook)
 from .mmdet_tools import (RunnerGate, bind_runner, load_mmdet_tool,
                           mmdet_tool_candidates, run_mmdet_tool,
                           tool_runner_class)
@@ -10,6 +11,7 @@ __all__ = [
     'allow_mmengine_checkpoints', 'mmengine_checkpoint_globals',
     'RunnerGate', 'bind_runner', 'load_mmdet_tool', 'mmdet_tool_candidates',
     'run_mmdet_tool', 'tool_runner_class', 'EAKDRunner',
-    'StudentRunner', 'TorchSafeCheckpointHook', 'DistillStateCheckpointHook', 'destroy_process_group',
+    'StudentRunner', 'TorchSafeCheckpointHook', 'DistillStateCheckpointHook',
+    'MainProcessLoggerHook', 'destroy_process_group',
     'cpu_thread_share', 'share_cpu_threads'
 ]

@@ -1,10 +1,12 @@
 """Checkpoints that plain ``torch.load(weights_only=True)`` can read, and
-whose ``state_dict`` is the plain student's."""
-from typing import Any, Dict
+whose ``state_dict`` is the plain student's; test metrics that one process
+writes."""
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
-from mmengine.hooks import Hook
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook, LoggerHook
 from mmengine.logging import HistoryBuffer
 
 from mmdet.registry import HOOKS
@@ -105,3 +107,25 @@ class DistillStateCheckpointHook(Hook):
         moved = checkpoint.pop(DISTILL_STATE_DICT, None)
         if moved:
             checkpoint.setdefault('state_dict', {}).update(moved)
+
+
+@HOOKS.register_module()
+class MainProcessLoggerHook(LoggerHook):
+    """mmengine's ``LoggerHook`` whose test metrics rank 0 alone writes.
+
+    mmengine 0.10.7's ``LoggerHook.after_test_epoch`` dumps the test metrics
+    into ``{work_dir}/{timestamp}/{timestamp}.json`` from every rank of a
+    distributed test. The ranks truncate and write the same file at once, so
+    after ``tools/dist_test.sh`` it intermittently holds the tail of one
+    rank's record behind another's (invalid JSON). The metrics are the same
+    on every rank (they are broadcast from rank 0), so only rank 0 logs and
+    writes them here. Everything else is ``LoggerHook``'s. :class:`EAKDRunner`
+    uses it in place of a configured ``LoggerHook``.
+    """
+
+    def after_test_epoch(self,
+                         runner,
+                         metrics: Optional[Dict[str, float]] = None) -> None:
+        """Log and write the test metrics on the main process only."""
+        if is_main_process():
+            super().after_test_epoch(runner, metrics)

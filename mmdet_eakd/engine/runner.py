@@ -8,6 +8,8 @@
 * Its checkpoints load with plain ``torch.load`` (see
   :class:`TorchSafeCheckpointHook`), and their ``state_dict`` is the plain
   student's (see :class:`DistillStateCheckpointHook`).
+* A distributed test's metrics JSON is written by rank 0 alone (see
+  :class:`MainProcessLoggerHook`).
 * On a CPU distributed run each process uses its share of the machine's cores
   (see :func:`share_cpu_threads`) unless the user set ``OMP_NUM_THREADS``.
 """
@@ -20,12 +22,14 @@ import torch
 import torch.distributed as torch_dist
 from mmengine.config import Config
 from mmengine.dist import is_distributed
+from mmengine.hooks import LoggerHook
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from mmdet.registry import RUNNERS
 from ..distill import student_model_config
-from .hooks import DistillStateCheckpointHook, TorchSafeCheckpointHook
+from .hooks import (DistillStateCheckpointHook, MainProcessLoggerHook,
+                    TorchSafeCheckpointHook)
 from .threads import share_cpu_threads
 
 
@@ -40,7 +44,17 @@ class EAKDRunner(Runner):
 
     def register_hooks(self, default_hooks=None, custom_hooks=None) -> None:
         """Register the configured hooks, :class:`TorchSafeCheckpointHook`
-        and :class:`DistillStateCheckpointHook` (unless configured)."""
+        and :class:`DistillStateCheckpointHook` (unless configured).
+
+        mmengine's ``LoggerHook`` (configured, or mmengine's default) becomes
+        :class:`MainProcessLoggerHook` with the same arguments; a logger of
+        another type, or ``logger=None``, is kept as configured.
+        """
+        default_hooks = dict(default_hooks or {})
+        logger = default_hooks.get('logger', dict(type='LoggerHook'))
+        if isinstance(logger, dict) and logger.get('type') in ('LoggerHook',
+                                                              LoggerHook):
+            default_hooks['logger'] = {**logger, 'type': MainProcessLoggerHook}
         super().register_hooks(default_hooks, custom_hooks)
         for hook_type in (TorchSafeCheckpointHook, DistillStateCheckpointHook):
             if not any(isinstance(hook, hook_type) for hook in self.hooks):
