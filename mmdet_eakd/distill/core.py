@@ -119,6 +119,7 @@ class DistillerMixin:
                  teacher_channels_last: bool = False,
                  **kwargs) -> None:
         configs = term_configs(distill_loss, distill_terms)
+        self.check_term_configs(configs)
         super().__init__(**kwargs)
         adapter = adapter_for(self)
         adapter.check_student(self)
@@ -181,10 +182,56 @@ class DistillerMixin:
             return [DistillTerm(LEGACY_TERM, self.distill_loss)]
         return [DistillTerm(name, loss) for name, loss in named.items()]
 
-    def distilled_kinds(self) -> AbstractSet[str]:
-        """The kinds of tensor the terms compare, always with the class
-        logits (the samples' labels and validity come with them)."""
-        return frozenset({CLASS_LOGITS} | {term.kind for term in self.terms()})
+    @classmethod
+    def check_term_configs(cls, configs: Dict[str, dict]) -> None:
+        """Refuse term configs that the family's distiller cannot normalise.
+
+        The core takes any; a family's distiller overrides it (e.g. the dense
+        one needs ``reduction='mean'``). Called before anything is built.
+
+        Args:
+            configs (dict[str, dict]): From :func:`.terms.term_configs`.
+        """
+
+    def build_terms(self, distill_loss: Optional[dict] = None,
+                    distill_terms: Optional[Dict[str, dict]] = None
+                    ) -> List[DistillTerm]:
+        """Terms other than the model's own, built and checked for this pair.
+
+        Takes ``distill_loss`` or ``distill_terms`` as the model config does,
+        refuses what the model's constructor refuses (now against the built
+        teacher too), and leaves the model's own terms as they are. Pass the
+        result to :meth:`loss` to train or time a step with them (e.g. KD and
+        EA-KD on one model).
+
+        Args:
+            distill_loss (dict, optional): One classification term's loss
+                config (its keys are ``loss_kd``, ``ea_weight``, ...).
+            distill_terms (dict[str, dict], optional): Named terms.
+
+        Returns:
+            list[DistillTerm]: The terms, in their config's order.
+        """
+        configs = term_configs(distill_loss, distill_terms)
+        self.check_term_configs(configs)
+        device = next(self.parameters()).device
+        terms = [
+            DistillTerm(name, MODELS.build(cfg).to(device))
+            for name, cfg in configs.items()
+        ]
+        for term in terms:
+            self.adapter.check_term(term, self)
+            self.adapter.check_term(term, self, self.teacher)
+        return terms
+
+    def distilled_kinds(self,
+                        terms: Optional[Sequence[DistillTerm]] = None
+                        ) -> AbstractSet[str]:
+        """The kinds of tensor the terms compare (the model's own, or
+        ``terms``), always with the class logits (the samples' labels and
+        validity come with them)."""
+        terms = self.terms() if terms is None else terms
+        return frozenset({CLASS_LOGITS} | {term.kind for term in terms})
 
     def _check_teacher(self, adapter: DistillAdapter,
                        teacher: nn.Module) -> None:
@@ -299,8 +346,25 @@ class DistillerMixin:
                                        samples, LOGITS_ONLY)
         return [output[CLASS_LOGITS] for output in outputs]
 
+    def student_loss(self, batch_inputs: Tensor,
+                     batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """The student's own detection losses: the plain detector's ``loss``,
+        with no teacher and no distillation term.
+
+        Args:
+            batch_inputs (Tensor): Inputs, shape (B, 3, H, W).
+            batch_data_samples (list[DetDataSample]): Data samples with
+                ``gt_instances``.
+
+        Returns:
+            dict[str, Tensor]: What the plain student config's model returns.
+        """
+        return super().loss(batch_inputs, batch_data_samples)
+
     def distill_inputs(self, batch_inputs: Tensor,
-                       batch_data_samples: SampleList) -> DistillInputs:
+                       batch_data_samples: SampleList,
+                       terms: Optional[Sequence[DistillTerm]] = None
+                       ) -> DistillInputs:
         """Run the student's loss pass; pair its tensors with the teacher's.
 
         The student's detection loss runs once, unchanged; the adapter
@@ -315,14 +379,17 @@ class DistillerMixin:
             batch_inputs (Tensor): Inputs, shape (B, 3, H, W).
             batch_data_samples (list[DetDataSample]): Data samples with
                 ``gt_instances``.
+            terms (Sequence[DistillTerm], optional): The terms whose kinds
+                of tensor to pair (:meth:`build_terms`); the model's own by
+                default.
 
         Returns:
             DistillInputs: The detection losses (and ``teacher_unusable``)
             and the groups.
         """
-        kinds = self.distilled_kinds()
+        kinds = self.distilled_kinds(terms)
         with self.adapter.capture(self, kinds) as captured:
-            losses = super().loss(batch_inputs, batch_data_samples)
+            losses = self.student_loss(batch_inputs, batch_data_samples)
         if not captured:
             raise RuntimeError(
                 f'The student\'s loss pass gave its {self.adapter.family} '
@@ -402,9 +469,15 @@ class DistillerMixin:
             (term.key(name), value / count) for name, value in sums.items())
         return losses
 
-    def distill_losses(self, groups: Sequence[LogitGroup]
+    def distill_losses(self, groups: Sequence[LogitGroup],
+                       terms: Optional[Sequence[DistillTerm]] = None
                        ) -> Dict[str, Tensor]:
         """Every term's losses and statistics (:meth:`term_losses`).
+
+        Args:
+            groups (Sequence[LogitGroup]): The step's groups.
+            terms (Sequence[DistillTerm], optional): The terms
+                (:meth:`build_terms`); the model's own by default.
 
         Returns:
             dict[str, Tensor]: The union over the terms, each under its own
@@ -412,47 +485,56 @@ class DistillerMixin:
             ``loss_kd_<name>``, ``ea_weight_<name>``, ... for named terms).
         """
         losses: Dict[str, Tensor] = {}
-        for term in self.terms():
+        for term in self.terms() if terms is None else terms:
             losses.update(self.term_losses(term, groups))
         return losses
 
     def loss(self, batch_inputs: Tensor,
-             batch_data_samples: SampleList) -> Dict[str, Tensor]:
+             batch_data_samples: SampleList,
+             terms: Optional[Sequence[DistillTerm]] = None
+             ) -> Dict[str, Tensor]:
         """Detection losses of the student plus the distillation terms.
 
         Args:
             batch_inputs (Tensor): Inputs, shape (B, 3, H, W).
             batch_data_samples (list[DetDataSample]): Data samples with
                 ``gt_instances``.
+            terms (Sequence[DistillTerm], optional): Terms to distil instead
+                of the model's own (:meth:`build_terms`). Defaults to None.
 
         Returns:
             dict[str, Tensor]: The student's losses and those of
             :meth:`distill_losses`.
         """
-        inputs = self.distill_inputs(batch_inputs, batch_data_samples)
+        inputs = self.distill_inputs(batch_inputs, batch_data_samples, terms)
         losses = inputs.losses
-        losses.update(self.distill_losses(inputs.groups))
+        losses.update(self.distill_losses(inputs.groups, terms))
         return losses
 
     def parse_losses(self, losses: Dict[str, Tensor]
                      ) -> Tuple[Tensor, Dict[str, Tensor]]:
         """mmengine's ``parse_losses``, with per-group KD terms logged only.
 
-        ``f'{group}.{key}'`` (``key`` a term's ``loss_kd`` key) are parts of
+        ``f'{group}.{key}'`` (``key`` a term's ``loss_kd`` key: ``loss_kd``
+        or ``loss_kd_<name>``, whichever terms gave the losses) are parts of
         that term's loss; summing them into the total loss too would count
         them twice.
         """
-        keys = {term.key(KD_LOSS) for term in self.terms()}
         parts = {
             key: value
             for key, value in losses.items()
-            if key.partition('.')[2] in keys
+            if is_kd_loss_key(key.partition('.')[2])
         }
         summed = {key: v for key, v in losses.items() if key not in parts}
         loss, log_vars = super().parse_losses(summed)
         log_vars.update(
             (key, value.detach().mean()) for key, value in parts.items())
         return loss, log_vars
+
+
+def is_kd_loss_key(key: str) -> bool:
+    """Whether ``key`` is a term's ``loss_kd`` key (``DistillTerm.key``)."""
+    return key == KD_LOSS or key.startswith(f'{KD_LOSS}_')
 
 
 def is_distill_config(model_cfg: dict) -> bool:

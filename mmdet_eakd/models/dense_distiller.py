@@ -11,7 +11,7 @@ from mmdet.structures import SampleList
 from mmdet.utils import reduce_mean
 from ..distill import DISTILL_ARGS, KD_LOSS, DistillerMixin, LogitGroup
 from ..distill.core import DistillInputs, masked_rows
-from ..distill.terms import DistillTerm, term_configs, term_label
+from ..distill.terms import DistillTerm, term_label
 from ..losses import BOX_DISTRIBUTION
 
 #: Which locations are distilled (``distill_locations``).
@@ -141,7 +141,16 @@ class DenseDistillSingleStageDetector(DistillerMixin, SingleStageDetector):
                 f'teacher_score_thr={teacher_score_thr!r} only applies to '
                 'distill_locations="teacher_gated", but distill_locations is '
                 f'{distill_locations!r}; remove it or gate by the teacher.')
-        for name, cfg in term_configs(distill_loss, distill_terms).items():
+        super().__init__(teacher=teacher, distill_loss=distill_loss,
+                         distill_terms=distill_terms, **kwargs)
+        self.distill_locations = distill_locations
+        self.teacher_score_thr = teacher_score_thr
+
+    @classmethod
+    def check_term_configs(cls, configs: Dict[str, dict]) -> None:
+        """Refuse a term whose ``reduction`` is not the default ``'mean'``:
+        the dense distiller normalises the per-location terms itself."""
+        for name, cfg in configs.items():
             reduction = cfg.get('reduction', 'mean')
             if reduction != 'mean':
                 label = term_label(name)
@@ -150,10 +159,6 @@ class DenseDistillSingleStageDetector(DistillerMixin, SingleStageDetector):
                     'distiller normalises the per-location KD terms itself '
                     'and needs the default "mean" (use '
                     f'{label}.loss_weight to scale the loss).')
-        super().__init__(teacher=teacher, distill_loss=distill_loss,
-                         distill_terms=distill_terms, **kwargs)
-        self.distill_locations = distill_locations
-        self.teacher_score_thr = teacher_score_thr
 
     @classmethod
     def student_type(cls, model_cfg: dict) -> str:
@@ -162,11 +167,14 @@ class DenseDistillSingleStageDetector(DistillerMixin, SingleStageDetector):
         return 'SingleStageDetector'
 
     def distill_inputs(self, batch_inputs: Tensor,
-                       batch_data_samples: SampleList) -> DistillInputs:
+                       batch_data_samples: SampleList,
+                       terms: Optional[Sequence[DistillTerm]] = None
+                       ) -> DistillInputs:
         """The core's inputs, with ``valid`` restricted to the locations
         ``distill_locations`` selects for the classification terms (see
         :func:`select_locations`); ``distillable`` is left as it is."""
-        inputs = super().distill_inputs(batch_inputs, batch_data_samples)
+        inputs = super().distill_inputs(batch_inputs, batch_data_samples,
+                                        terms)
         num_classes = self.bbox_head.num_classes
         groups = [
             group._replace(valid=select_locations(
