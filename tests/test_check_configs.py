@@ -7,7 +7,7 @@ from mmengine.config import Config
 
 CONFIGS = sorted(p for p in (ROOT / 'configs').rglob('*.py')
                  if '_base_' not in p.parts)
-DISTILL_PREFIXES = ('kd_', 'eakd_', 'dkd_', 'eadkd_')
+DISTILL_PREFIXES = ('kd_', 'eakd_', 'dkd_', 'eadkd_', 'pkd_')
 
 
 def _run(*args):
@@ -34,6 +34,15 @@ def test_every_shipped_config_trains_one_step_offline():
     assert {'kd_ld_gfl_r101_r18.py', 'eakd_eald_gfl_r101_r18.py',
             'kd_ld_gfl_teacher_tiny_synthetic.py',
             'eakd_eald_gfl_teacher_tiny_synthetic.py'} <= names
+    # feature terms (issue 18): EA-KD + PKD / EA-PKD on Faster R-CNN, the
+    # three terms on GFL, the heterogeneous Faster R-CNN -> RetinaNet PKD
+    feature_configs = {'eakd_pkd_frcnn_r101_r18.py',
+                       'eakd_eapkd_frcnn_r101_r18.py',
+                       'eakd_eald_eapkd_gfl_r101_r18.py',
+                       'pkd_frcnn_retinanet_r101_r18.py'}
+    assert feature_configs <= names
+    assert {name.replace('r101_r18', 'teacher_tiny_synthetic')
+            for name in feature_configs} <= names
     result = _run('--img-size', '128')
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     out = result.stdout
@@ -50,6 +59,14 @@ def test_every_shipped_config_trains_one_step_offline():
                      is None else {f'_{name}': loss
                                    for name, loss in model.distill_terms.items()})
             for suffix, loss in terms.items():
+                if loss.type == 'EAPKDLoss':
+                    # feature terms: the loss, and their mean EA weight
+                    # (from a classification term's entropies) if weighted
+                    assert f'loss_kd{suffix}:' in block, (config, suffix)
+                    assert (f'ea_weight{suffix}:' in block) == (
+                        loss.get('weight_mode', 'ea') != 'none'), config
+                    assert f'entropy_t{suffix}:' not in block, config
+                    continue
                 for key in ('loss_kd', 'ea_weight', 'entropy_t',
                             'entropy_s'):
                     assert f'{key}{suffix}:' in block, (config, key, suffix)

@@ -159,17 +159,15 @@ def test_student_loss_and_other_terms_through_the_public_api(model):
                           loss_weight=3.0))
     assert model.distill_loss is own and kd.loss is not own
     inputs_pair = model.distill_inputs(inputs, samples)
-    with_kd = model.distill_losses(inputs_pair.groups, [kd])
+    with_kd = model.distill_losses(inputs_pair.groups, terms=[kd])
     with_own = model.distill_losses(inputs_pair.groups)
-    # same key; plain KD (weight 1 per RoI) times 3
+    # the same keys; the term's loss_weight scales its loss
     assert set(with_kd) == set(with_own)
-    assert float(with_kd['loss_kd']) > 0
-    assert float(with_kd['ea_weight']) == pytest.approx(1.0)
-    torch.testing.assert_close(
-        with_kd['loss_kd'],
-        3.0 * MODELS.build(dict(type='EAKDLoss', weight_mode='none'))(
-            inputs_pair.groups[0].student[inputs_pair.groups[0].valid],
-            inputs_pair.groups[0].teacher[inputs_pair.groups[0].valid]))
+    (kd_1, ) = model.build_terms(
+        distill_loss=dict(type='EAKDLoss', weight_mode='none'))
+    with_kd_1 = model.distill_losses(inputs_pair.groups, terms=[kd_1])
+    assert float(with_kd_1['loss_kd']) > 0
+    torch.testing.assert_close(with_kd['loss_kd'], 3.0 * with_kd_1['loss_kd'])
     losses = model.loss(inputs, samples, [kd])
     assert {'loss_kd', 'loss_cls', 'loss_rpn_cls'} <= set(losses)
     with pytest.raises(TypeError, match='made for sigmoid'):
@@ -313,3 +311,36 @@ def test_usable_teacher_rows_by_classifier():
     assert usable_teacher_rows(logits, 'sigmoid').tolist() == [
         True, True, False, True, True
     ]
+
+
+def test_foreground_rois_distil_only_the_foreground(teacher_ckpt):
+    """``distill_rois='foreground'``: the KD loss is the mean per-RoI term
+    over the RoIs sampled as objects; background RoIs are masked out (their
+    rows reach the loss as zeros)."""
+    cfg = distill_model_cfg(teacher_ckpt)
+    cfg.distill_rois = 'foreground'
+    torch.manual_seed(1)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    calls = record_loss_calls(model.distill_loss)
+    model.train()
+    data = model.data_preprocessor(batch(4), True)
+    losses = model.loss(data['inputs'], data['data_samples'])
+    (call, ) = calls
+    labels = call['labels']
+    foreground = labels < 8
+    assert 0 < int(foreground.sum()) < len(labels)
+    assert not call['student'][~foreground].any()
+    assert call['student'][foreground].abs().sum() > 0
+    per_roi = model.distill_loss(call['student'], call['teacher'], labels,
+                                 reduction_override='none')
+    assert torch.allclose(losses['loss_kd'], per_roi[foreground].mean())
+    # the plain student config drops the option
+    assert 'distill_rois' not in student_model_config(cfg)
+
+
+def test_unknown_distill_rois_is_refused(teacher_ckpt):
+    cfg = distill_model_cfg(teacher_ckpt)
+    cfg.distill_rois = 'positives'
+    with pytest.raises(ValueError, match="distill_rois must be one of"):
+        MODELS.build(cfg)

@@ -12,7 +12,11 @@ import shutil
 import pytest
 from conftest import ROOT, python_tool, run_tool
 from PIL import Image
+from pycocotools.coco import COCO
 from scipy import stats as scipy_stats
+
+from mmdet_eakd.study.noise import split_halves, subset_ap
+from mmdet_eakd.study.stats import seeds_for_halfwidth
 
 SEEDS = ('0', '1')
 METHODS = ('KD', 'EA-KD')
@@ -44,7 +48,14 @@ def test_report_holds_the_paired_statistics_of_the_runs(short_study):
     assert data['seeds'] == [0, 1] and list(data['per_seed']) == list(METHODS)
     for method in METHODS:
         for i, seed in enumerate(SEEDS):
-            metrics = _result(work, method, seed)['metrics']
+            result = _result(work, method, seed)
+            metrics = result['metrics']
+            # one evaluation, at the end (epoch 1): the curve is that point
+            assert result['curve'] == [[1] + [
+                round(100 * metrics[k], 2)
+                for k in ('coco/bbox_mAP', 'coco/bbox_mAP_50',
+                          'coco/bbox_mAP_75')
+            ]]
             for key, label in (('coco/bbox_mAP', 'AP'),
                                ('coco/bbox_mAP_50', 'AP50'),
                                ('coco/bbox_mAP_75', 'AP75')):
@@ -60,8 +71,39 @@ def test_report_holds_the_paired_statistics_of_the_runs(short_study):
     assert comp['AP50']['mean'] == pytest.approx(mean, abs=1e-9)
     assert comp['AP50']['ci_low'] == pytest.approx(mean - half, abs=1e-9)
     assert comp['AP50']['ci_high'] == pytest.approx(mean + half, abs=1e-9)
+    # power: the seeds a +-0.3 AP interval needs at the measured paired sd
+    assert comp['seeds_for_target'] == seeds_for_halfwidth(
+        comp['AP']['std'], 0.3)
+    # evaluation noise from the AP of each run's kept detections on two
+    # halves of the validation set
+    gt = COCO(str(tmp / 'data' / 'annotations' / 'instances_val.json'))
+    half_a, half_b = split_halves(gt.getImgIds())
+    assert sorted(half_a + half_b) == sorted(gt.getImgIds())
+    halves = {}
+    for method in METHODS:
+        for seed in SEEDS:
+            run = work / 'runs' / method / f'seed{seed}'
+            detections = json.loads(
+                (run / 'predictions.bbox.json').read_text())
+            full = subset_ap(gt, detections, gt.getImgIds())
+            assert full['AP'] == pytest.approx(
+                100 * _result(work, method, seed)['metrics']['coco/bbox_mAP'],
+                abs=0.051)  # CocoMetric logs AP rounded to 3 decimals
+            halves[method, seed] = [
+                subset_ap(gt, detections, ids)['AP']
+                for ids in (half_a, half_b)
+            ]
+    for method in METHODS:
+        a, b = zip(*[halves[method, s] for s in SEEDS])
+        assert data['eval_noise_std'][method] == pytest.approx(
+            abs((a[0] - b[0]) - (a[1] - b[1])) / math.sqrt(2) / 2)
+    d = [[halves['EA-KD', s][h] - halves['KD', s][h] for h in (0, 1)]
+         for s in SEEDS]
+    assert comp['eval_noise_std'] == pytest.approx(
+        abs((d[0][0] - d[0][1]) - (d[1][0] - d[1][1])) / math.sqrt(2) / 2)
     table = (work / 'study.md').read_text()
     assert '| EA-KD − KD |' in table and '| KD |' in table
+    assert 'seeds for ±0.3' in table and 'eval-noise sd of ΔAP' in table
     assert table in stdout  # printed as well
     with Image.open(work / 'study.png') as image:
         assert image.size[0] > 600 and image.size[1] > 300
@@ -107,6 +149,35 @@ def test_demo_short_mode_reuses_the_study_runs(short_study):
     assert [(c['method'], c['reference']) for c in data['comparisons']] == [
         ('KD', 'student'), ('EA-KD', 'student'), ('EA-KD', 'KD')]
     assert '| EA-KD − KD |' in out and 'EA-KD demo' in out
+
+
+def test_control_arms_measured_weight_and_foreground_rois(short_study):
+    """KD-xEA trains after EA-KD with loss_weight = the mean EA weight the
+    EA-KD runs logged; KD-fg distils the foreground RoIs."""
+    args, tmp, _ = short_study
+    work = tmp / 'study'
+    out = run_tool(python_tool('study.py') + [
+        '--regime', 'frcnn-short', '--seeds', *SEEDS, '--methods', 'EA-KD',
+        'KD-xEA', 'KD-fg', '--jobs', '2', '--work-dir', str(work),
+        '--data-root', str(tmp / 'data')
+    ], cwd=ROOT, timeout=1800).stdout
+    assert '2 of 4 runs already done' in out  # EA-KD reused
+    weights = [_result(work, 'EA-KD', s)['ea_weight'] for s in SEEDS]
+    assert all(w is not None and 0 < w < math.log(9) for w in weights)
+    for seed in SEEDS:
+        config = (work / 'runs' / 'KD-xEA' / f'seed{seed}' /
+                  'config.py').read_text()
+        assert f"loss_weight={round(sum(weights) / 2, 4)}" in config
+        assert "weight_mode='none'" in config
+        fg = (work / 'runs' / 'KD-fg' / f'seed{seed}' / 'config.py').read_text()
+        assert "distill_rois='foreground'" in fg
+    data = json.loads((work / 'study.json').read_text())
+    pairs = [(c['method'], c['reference']) for c in data['comparisons']]
+    assert ('EA-KD', 'KD-xEA') in pairs and ('EA-KD', 'KD-fg') in pairs
+    with pytest.raises(Exception, match='KD-xEA \\(needs EA-KD\\)'):
+        from mmdet_eakd.study import REGIMES
+        from mmdet_eakd.study.methods import resolve_methods
+        resolve_methods(['KD', 'KD-xEA'], REGIMES['frcnn-short'])
 
 
 def test_study_rejects_bad_methods_and_seeds(tmp_path):
@@ -205,3 +276,96 @@ def test_method_overrides_merge_into_the_kd_config(tmp_path):
         assert cfg.test_evaluator.ann_file == (
             f'{data}/annotations/instances_val.json')
         assert cfg.train_cfg.max_epochs == regime.student_epochs
+
+
+def test_feature_arms_add_a_pkd_term(tmp_path):
+    """PKD, EA-PKD and EA-KD+EA-PKD replace the KD config's loss by named
+    terms: feat (EAPKDLoss at weight 6, with the regime's 32 -> 64
+    connector) and, for EA-KD+EA-PKD, cls (the KD config's loss as EA-KD);
+    the Faster R-CNN arms build with a teacher of the regime."""
+    import copy
+
+    import torch
+    from mmengine.config import Config
+
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmdet_eakd.study import METHODS, REGIMES
+    from mmdet_eakd.study.methods import resolve_methods
+    from mmdet_eakd.study.runner import method_config
+    register_all_modules()
+    names = ('PKD', 'EA-PKD', 'EA-KD+EA-PKD')
+    data, init = tmp_path / 'data', tmp_path / 'init.pth'
+    teacher = tmp_path / 'teacher.pth'
+    for regime_name in ('frcnn-short', 'gfl-short'):
+        regime = REGIMES[regime_name]
+        assert [m.name for m in resolve_methods(names, regime)] == list(names)
+        for name in names:
+            model = method_config(METHODS[name], regime, data, 0, init,
+                                  teacher).model
+            assert model.distill_loss is None
+            feat = model.distill_terms.feat
+            assert feat == dict(
+                type='EAPKDLoss', loss_weight=6.0, student_channels=32,
+                teacher_channels=64,
+                weight_mode='none' if name == 'PKD' else 'ea')
+            cls = model.distill_terms.get('cls')
+            assert (cls is None) == (name != 'EA-KD+EA-PKD')
+            if cls is not None:
+                assert cls.weight_mode == 'ea' and cls.temperature == 1.0
+                assert cls.type == ('EAKDLoss' if regime.classifier ==
+                                    'softmax' else 'SigmoidEAKDLoss')
+            if regime_name == 'frcnn-short':
+                teacher_cfg = Config.fromfile(model.teacher.config).model
+                torch.save({'state_dict': MODELS.build(
+                    teacher_cfg).state_dict()}, teacher)
+                built = MODELS.build(copy.deepcopy(model))
+                assert [t.name for t in built.terms()] == list(
+                    model.distill_terms)
+
+
+def test_localization_arms_add_an_ld_term(tmp_path):
+    """LD, EA-LD, KD+LD, EA-KD+LD and EA-KD+EA-LD build named terms: box
+    (EALDLoss with mmdet's LD settings, T = 10, weight 0.25, the arm's
+    weight mode) and, with a logit loss, cls (the KD config's sigmoid loss
+    with the arm's weight mode); the GFL arms build with a teacher of the
+    regime; RoI regimes refuse them by name."""
+    import copy
+
+    import torch
+    from mmengine.config import Config
+
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    from mmdet_eakd.study import METHODS, REGIMES
+    from mmdet_eakd.study.methods import resolve_methods
+    from mmdet_eakd.study.runner import method_config
+    register_all_modules()
+    arms = {'LD': (None, 'none'), 'EA-LD': (None, 'ea'),
+            'KD+LD': ('none', 'none'), 'EA-KD+LD': ('ea', 'none'),
+            'EA-KD+EA-LD': ('ea', 'ea')}
+    regime = REGIMES['gfl-short']
+    assert [m.name for m in resolve_methods(list(arms), regime)] == list(arms)
+    data, init = tmp_path / 'data', tmp_path / 'init.pth'
+    teacher = tmp_path / 'teacher.pth'
+    teacher_cfg = Config.fromfile(
+        method_config(METHODS['LD'], regime, data, 0, init,
+                      teacher).model.teacher.config).model
+    torch.save({'state_dict': MODELS.build(teacher_cfg).state_dict()},
+               teacher)
+    for name, (cls_mode, box_mode) in arms.items():
+        model = method_config(METHODS[name], regime, data, 0, init,
+                              teacher).model
+        assert model.distill_loss is None
+        assert model.distill_terms.box == dict(
+            type='EALDLoss', temperature=10.0, loss_weight=0.25,
+            weight_mode=box_mode)
+        cls = model.distill_terms.get('cls')
+        assert (cls is None) == (cls_mode is None), name
+        if cls is not None:
+            assert cls.type == 'SigmoidEAKDLoss'
+            assert cls.weight_mode == cls_mode
+        built = MODELS.build(copy.deepcopy(model))
+        assert [t.name for t in built.terms()] == list(model.distill_terms)
+    with pytest.raises(ValueError, match=r"\['EA-LD'\] have no softmax"):
+        resolve_methods(['EA-LD'], REGIMES['frcnn-short'])

@@ -3,7 +3,8 @@ import math
 
 import pytest
 
-from mmdet_eakd.study.stats import (paired_difference, summarize,
+from mmdet_eakd.study.stats import (half_split_noise_std, paired_difference,
+                                    seeds_for_halfwidth, summarize,
                                     t_interval_halfwidth)
 
 
@@ -128,3 +129,30 @@ def test_report_by_hand(tmp_path):
     stored = json.loads((tmp_path / 'study.json').read_text())
     assert stored['comparisons'][2]['AP']['mean'] == pytest.approx(1.0)
     assert (tmp_path / 'study.png').stat().st_size > 10_000
+
+
+def test_seeds_for_halfwidth_is_the_smallest_n():
+    """The smallest n with t_{0.975, n-1} sd / sqrt(n) <= halfwidth."""
+    for sd, target in ((0.81, 0.3), (0.5, 0.3), (0.2, 0.3), (1.0, 0.5)):
+        n = seeds_for_halfwidth(sd, target)
+        assert t_interval_halfwidth(sd, n) <= target
+        assert n == 2 or t_interval_halfwidth(sd, n - 1) > target
+    # by hand: sd 0.81 -> 31 seeds (t_30 = 2.042: 2.042 * 0.81 / sqrt(31)
+    # = 0.297; t_29 = 2.045: 2.045 * 0.81 / sqrt(30) = 0.302)
+    assert seeds_for_halfwidth(0.81, 0.3) == 31
+    assert seeds_for_halfwidth(0.0, 0.3) == 2
+    with pytest.raises(ValueError, match='halfwidth must be > 0'):
+        seeds_for_halfwidth(0.5, 0)
+    with pytest.raises(ValueError, match='more than 10 seeds'):
+        seeds_for_halfwidth(5.0, 0.1, max_seeds=10)
+
+
+def test_half_split_noise_std_by_hand():
+    """sd(a - b) / 2: a constant offset between the halves cancels."""
+    a = [30.0, 31.0, 29.0]
+    b = [28.0, 30.0, 27.0]  # a - b = 2, 1, 2: sd = 0.57735
+    assert half_split_noise_std(a, b) == pytest.approx(0.57735 / 2, rel=1e-4)
+    assert half_split_noise_std([5.0, 6.0], [4.0, 5.0]) == 0.0
+    assert math.isnan(half_split_noise_std([1.0], [2.0]))
+    with pytest.raises(ValueError, match='one value per run'):
+        half_split_noise_std([1.0, 2.0], [1.0])

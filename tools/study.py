@@ -39,9 +39,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="synthetic data folder, created if needed "
                         "(default: the regime's, data/synthetic or "
                         "data/synthetic_short in the current directory)")
+    parser.add_argument('--eval-interval', type=int, default=None,
+                        help='also evaluate every run every N epochs: '
+                        'learning curves (pilots); part of the runs\' keys '
+                        '(default: at the end only)')
+    parser.add_argument('--teacher-dir', default=None,
+                        help='where the teacher is cached; studies of one '
+                        'teacher (e.g. its two students) can share it '
+                        '(default: WORK_DIR/teacher)')
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error('--jobs must be >= 1')
+    if args.eval_interval is not None and args.eval_interval < 1:
+        parser.error('--eval-interval must be >= 1')
     return args
 
 
@@ -50,7 +60,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     work_dir = Path(args.work_dir or f'work_dirs/study_{args.regime}')
     regime = REGIMES[args.regime]
     run_study(regime, args.methods or regime.methods, args.seeds, work_dir,
-              jobs=args.jobs, data_root=args.data_root)
+              jobs=args.jobs, data_root=args.data_root,
+              eval_interval=args.eval_interval,
+              teacher_dir=args.teacher_dir and Path(args.teacher_dir))
 
 
 if __name__ == '__main__':

@@ -13,9 +13,17 @@ the business of the head family's adapter
 (:mod:`mmdet_eakd.distill.adapters`), chosen from the student; which
 samples each kind of term distils and how it is normalised is the family
 distiller's (:meth:`DistillerMixin.term_losses`).
+
+Feature terms (:mod:`.features`) compare the two ``extract_feat`` outputs,
+levels paired by stride; they need no teacher head, so a pair whose heads
+differ (a heterogeneous pair) is served when every term is a plain feature
+term, and then the teacher runs ``extract_feat`` only. Their EA weights come
+from the classification entropies that a classification term of the same
+step computed (:meth:`DistillerMixin.feature_term_losses`).
 """
 import contextlib
 import copy
+import math
 from typing import (AbstractSet, Any, Dict, List, NamedTuple, Optional,
                     Sequence, Tuple)
 
@@ -25,9 +33,14 @@ from torch import Tensor, nn
 
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
-from ..losses import CLASS_LOGITS, EAStats
-from .adapters import DistillAdapter, LogitGroup, adapter_for
-from .adapters.base import LOGITS_ONLY
+from ..losses import (CLASS_LOGITS, FEATURES, SIGMOID_ENTROPY_TEMPERATURE,
+                      SIGMOID_ENTROPY_UPPER_BOUND, EAStats, ea_statistics,
+                      entropy_weights, image_weights, sigmoid_ea_statistics)
+from .adapters import (DistillAdapter, LogitGroup, UnsupportedPairError,
+                       adapter_for)
+from .adapters.base import LOGITS_ONLY, hooks
+from .features import (FeaturePair, check_channels, feature_levels,
+                       match_levels)
 from .teacher import (build_teacher, input_format, load_teacher_config,
                       renormalize_for_teacher, same_input_format)
 from .terms import LEGACY_TERM, DistillTerm, term_configs
@@ -46,6 +59,35 @@ KD_LOSS = 'loss_kd'
 TEACHER_UNUSABLE = 'teacher_unusable'
 
 _AUTOCAST_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
+#: The model's modules that belong to the distillation, not the student:
+#: their parameters (e.g. a feature term's connector) are trained and kept
+#: for resuming, but left out of the plain student checkpoint
+#: (:class:`~mmdet_eakd.engine.hooks.DistillStateCheckpointHook`).
+DISTILL_MODULES = ('distill_loss', 'distill_terms')
+#: ``T'`` of a feature term's EA entropies when no classification term
+#: gives them, by classifier (the defaults of ``SigmoidEAKDLoss`` and
+#: ``EAKDLoss``).
+FEATURE_ENTROPY_TEMPERATURES = {
+    'sigmoid': SIGMOID_ENTROPY_TEMPERATURE,
+    'softmax': 3.0
+}
+
+
+class RowWeights(NamedTuple):
+    """A feature term's EA weights at one group's samples.
+
+    Attributes:
+        weights (Tensor): Per-sample weight, shape (N,), detached.
+        mask (Tensor): Samples whose weight counts, shape (N,), bool.
+    """
+    weights: Tensor
+    mask: Tensor
+
+
+def needs_teacher_head(term: DistillTerm) -> bool:
+    """Whether ``term`` needs the teacher's head on the student's samples:
+    every term but a feature term with ``weight_mode='none'``."""
+    return term.kind != FEATURES or term.loss.weight_mode != 'none'
 
 
 class DistillInputs(NamedTuple):
@@ -57,10 +99,13 @@ class DistillInputs(NamedTuple):
             other kinds of tensor the terms compare) with labels, validity
             and weight, one entry per group of samples (one for a
             ``StandardRoIHead`` or a dense head, one per stage that ran for a
-            cascade).
+            cascade). Empty when no term needs the teacher's head.
+        features (FeaturePair, optional): Both detectors' features, when a
+            feature term compares them.
     """
     losses: Dict[str, Tensor]
     groups: List[LogitGroup]
+    features: Optional[FeaturePair] = None
 
 
 def masked_rows(logits: Tensor, keep: Tensor) -> Tensor:
@@ -82,7 +127,10 @@ class DistillerMixin:
     Give exactly one of ``distill_loss`` and ``distill_terms`` (see
     :func:`.terms.term_configs`); a term the pair cannot serve is refused by
     name before the teacher's checkpoint is read
-    (``DistillAdapter.check_term``).
+    (``DistillAdapter.check_term``; feature terms: :mod:`.features`). A
+    teacher of another family than the student's (e.g. a Faster R-CNN for a
+    RetinaNet) serves plain feature terms only (``weight_mode='none'``):
+    every other term needs the teacher's head on the student's samples.
 
     Args:
         teacher (dict): ``config`` (config path, ``mmdet::`` name or config
@@ -132,6 +180,14 @@ class DistillerMixin:
                  for name, cfg in configs.items()})
         for term in self.terms():
             adapter.check_term(term, self)
+        self._check_feature_entropy_source()
+        self.uses_teacher_head = any(
+            needs_teacher_head(term) for term in self.terms())
+        #: (student level, teacher level) pairs of the feature terms.
+        self.feature_level_pairs: List[Tuple[int, int]] = []
+        self._weighs_features = any(
+            term.loss.weight_mode != 'none' for term in self.feature_terms())
+        self._step_entropies: Dict[str, list] = {}
         if not isinstance(teacher, dict) or 'config' not in teacher:
             raise ValueError(
                 'model.teacher must be dict(config=..., checkpoint=...), got '
@@ -211,6 +267,9 @@ class DistillerMixin:
 
         Returns:
             list[DistillTerm]: The terms, in their config's order.
+
+        Raises:
+            ValueError: For a feature term, or what the constructor refuses.
         """
         configs = term_configs(distill_loss, distill_terms)
         self.check_term_configs(configs)
@@ -220,6 +279,12 @@ class DistillerMixin:
             for name, cfg in configs.items()
         ]
         for term in terms:
+            if term.kind == FEATURES:
+                raise ValueError(
+                    f'{term.describe()} compares features; build_terms '
+                    'serves classification and box-distribution terms (a '
+                    'feature term pairs the FPN levels when the model is '
+                    'built). Build a model from a config with it instead.')
             self.adapter.check_term(term, self)
             self.adapter.check_term(term, self, self.teacher)
         return terms
@@ -233,13 +298,70 @@ class DistillerMixin:
         terms = self.terms() if terms is None else terms
         return frozenset({CLASS_LOGITS} | {term.kind for term in terms})
 
+    def feature_terms(self) -> List[DistillTerm]:
+        """The terms that compare features."""
+        return [term for term in self.terms() if term.kind == FEATURES]
+
+    def _check_feature_entropy_source(self) -> None:
+        """A feature term takes its entropies from the first classification
+        term if there is one, so it cannot also set its own ``T'``."""
+        logit_terms = [t for t in self.terms() if t.kind == CLASS_LOGITS]
+        for term in self.feature_terms():
+            if logit_terms and term.loss.entropy_temperature is not None:
+                raise ValueError(
+                    f'{term.label}.entropy_temperature is '
+                    f'{term.loss.entropy_temperature!r}, but the term takes '
+                    'its EA entropies from the classification term '
+                    f'{logit_terms[0].describe()} (at its '
+                    'entropy_temperature), which computes them anyway. '
+                    'Remove it (or set it on the classification term).')
+
     def _check_teacher(self, adapter: DistillAdapter,
                        teacher: nn.Module) -> None:
         """The pair check and every term's check on the built teacher
-        (before its checkpoint is read)."""
-        adapter.check_pair(self, teacher)
-        for term in self.terms():
-            adapter.check_term(term, self, teacher)
+        (before its checkpoint is read); the feature levels' pairing.
+
+        A teacher that the student's family adapter refuses (another family,
+        other classes or anchors) is accepted when every term is a plain
+        feature term; otherwise the refusal names the terms that need the
+        teacher's head and why.
+        """
+        try:
+            adapter.check_pair(self, teacher)
+        except UnsupportedPairError as error:
+            needing = [t for t in self.terms() if needs_teacher_head(t)]
+            if needing:
+                names = ', '.join(t.describe() for t in needing)
+                raise type(error)(
+                    f'{error}\n{names}: these terms need the teacher\'s head '
+                    'on the student\'s samples (logit and box terms compare '
+                    'its outputs there, and an EA feature term takes its '
+                    'weights from its classification entropies), which this '
+                    'teacher cannot give. A heterogeneous pair is served by '
+                    'feature terms only, with weight_mode=\'none\' (plain '
+                    'PKD): remove the others.') from error
+        else:
+            for term in self.terms():
+                adapter.check_term(term, self, teacher)
+        if self.feature_terms():
+            self.feature_level_pairs = self._pair_feature_levels(teacher)
+
+    def _pair_feature_levels(self,
+                             teacher: nn.Module) -> List[Tuple[int, int]]:
+        """The student and teacher levels of equal stride, with the feature
+        terms' channels checked (see :mod:`.features`)."""
+        student_levels = feature_levels(self)
+        teacher_levels = feature_levels(teacher)
+        pairs = match_levels(student_levels, teacher_levels)
+        for term in self.feature_terms():
+            connector = None
+            if term.loss.connector is not None:
+                connector = (term.loss.student_channels,
+                             term.loss.teacher_channels)
+            for s, t in pairs:
+                check_channels(term.describe(), student_levels[s].channels,
+                               teacher_levels[t].channels, connector)
+        return pairs
 
     def __deepcopy__(self, memo: dict) -> 'DistillerMixin':
         """Deep-copy the student; the frozen teacher is shared, not copied.
@@ -306,10 +428,14 @@ class DistillerMixin:
         return tuple(feat.float().contiguous() for feat in feats)
 
     @torch.no_grad()
-    def teacher_outputs(self, batch_inputs: Tensor,
-                        batch_data_samples: SampleList,
-                        samples: Sequence[Any],
-                        kinds: AbstractSet[str]) -> List[Dict[str, Tensor]]:
+    def teacher_outputs(
+            self,
+            batch_inputs: Tensor,
+            batch_data_samples: SampleList,
+            samples: Sequence[Any],
+            kinds: AbstractSet[str],
+            feats: Optional[Tuple[Tensor, ...]] = None
+    ) -> List[Dict[str, Tensor]]:
         """The teacher's tensors of ``kinds`` on given samples (no grad, eval
         mode): its ``extract_feat`` once, then its head once per group.
 
@@ -320,12 +446,15 @@ class DistillerMixin:
                 (``GroupCapture.samples`` of the adapter, e.g. ``RoISamples``).
             kinds (AbstractSet[str]): The kinds of tensor to give (the class
                 logits always come too).
+            feats (tuple[Tensor], optional): The teacher's features of this
+                batch (:meth:`teacher_features`) if already computed.
 
         Returns:
             list[dict[str, Tensor]]: Per group, kind -> tensor of shape
             (N_g, D), float32 (D = C for the class logits).
         """
-        feats = self.teacher_features(batch_inputs, batch_data_samples)
+        if feats is None:
+            feats = self.teacher_features(batch_inputs, batch_data_samples)
         return [{
             kind: tensor.float()
             for kind, tensor in self.adapter.outputs(self.teacher, feats,
@@ -383,20 +512,44 @@ class DistillerMixin:
                 of tensor to pair (:meth:`build_terms`); the model's own by
                 default.
 
+        With feature terms, the student's features are recorded from the
+        same pass (the output of its neck, or backbone without a neck), and
+        the teacher's ``extract_feat`` runs once for every term. When no
+        term needs the teacher's head (plain feature terms only) neither the
+        capture nor the teacher's head runs and ``groups`` is empty.
+
         Returns:
-            DistillInputs: The detection losses (and ``teacher_unusable``)
-            and the groups.
+            DistillInputs: The detection losses (and ``teacher_unusable``),
+            the groups and the features.
         """
-        kinds = self.distilled_kinds(terms)
-        with self.adapter.capture(self, kinds) as captured:
+        # Given terms are classification or box terms (build_terms), which
+        # need the teacher's head.
+        uses_head = self.uses_teacher_head if terms is None else True
+        kinds = self.distilled_kinds(terms) - {FEATURES}
+        student_feats: List[Tuple[Tensor, ...]] = []
+        capture = (self.adapter.capture(self, kinds)
+                   if uses_head else contextlib.nullcontext([]))
+        with capture as captured, self._record_features(student_feats):
             losses = self.student_loss(batch_inputs, batch_data_samples)
-        if not captured:
+        if uses_head and not captured:
             raise RuntimeError(
                 f'The student\'s loss pass gave its {self.adapter.family} '
                 'adapter no samples to distill.')
+        feats = self.teacher_features(batch_inputs, batch_data_samples)
+        features = None
+        if self.feature_terms():
+            if len(student_feats) != 1:
+                raise RuntimeError(
+                    'Feature distillation expects the student\'s '
+                    'extract_feat to run once per step; its neck ran '
+                    f'{len(student_feats)} times.')
+            features = FeaturePair(student_feats[0], feats)
+        if not uses_head:
+            losses[TEACHER_UNUSABLE] = batch_inputs.new_zeros(())
+            return DistillInputs(losses, [], features)
         teacher = self.teacher_outputs(batch_inputs, batch_data_samples,
                                        [group.samples for group in captured],
-                                       kinds)
+                                       kinds, feats)
         groups, unusable = [], []
         for group, outputs in zip(captured, teacher):
             usable = torch.stack([
@@ -415,7 +568,19 @@ class DistillerMixin:
                            distillable, group.weight, group.samples,
                            distillable, group.student_tensors, masked))
         losses[TEACHER_UNUSABLE] = torch.stack(unusable).sum().float()
-        return DistillInputs(losses, groups)
+        return DistillInputs(losses, groups, features)
+
+    def _record_features(self, records: List[Tuple[Tensor, ...]]):
+        """A context that appends the student's ``extract_feat`` output
+        (its neck's output, or its backbone's) to ``records`` each time it
+        runs; records nothing without feature terms."""
+        if not self.feature_terms():
+            return contextlib.nullcontext()
+        module = self.neck if self.with_neck else self.backbone
+        return hooks([
+            lambda: module.register_forward_hook(
+                lambda mod, args, output: records.append(tuple(output)))
+        ])
 
     def _group_loss(self, term: DistillTerm,
                     group: LogitGroup) -> Tuple[Tensor, EAStats]:
@@ -428,6 +593,7 @@ class DistillerMixin:
         teacher = masked_rows(group.teacher, valid)
         per_sample, stats = term.loss.loss_and_stats(
             student, teacher, group.labels, reduction_override='none')
+        self.remember_entropies(term, stats, valid)
         loss = (torch.where(valid, per_sample, per_sample.new_zeros(())).sum()
                 / valid.sum().clamp(min=1))
         return loss, stats
@@ -469,15 +635,39 @@ class DistillerMixin:
             (term.key(name), value / count) for name, value in sums.items())
         return losses
 
-    def distill_losses(self, groups: Sequence[LogitGroup],
+    def remember_entropies(self, term: DistillTerm, stats: EAStats,
+                           mask: Tensor) -> None:
+        """Keep a classification term's per-sample statistics of one group
+        (in the order of the groups) for the step's feature terms, which
+        weigh by them instead of computing the entropies again.
+
+        Args:
+            term (DistillTerm): The classification term.
+            stats (EAStats): Its per-sample statistics on the group.
+            mask (Tensor): The samples it distilled, shape (N,), bool.
+        """
+        if not self._weighs_features:
+            return
+        self._step_entropies.setdefault(term.name, []).append(
+            (term, stats, mask))
+
+    def distill_losses(self,
+                       groups: Sequence[LogitGroup],
+                       features: Optional[FeaturePair] = None,
                        terms: Optional[Sequence[DistillTerm]] = None
                        ) -> Dict[str, Tensor]:
-        """Every term's losses and statistics (:meth:`term_losses`).
+        """Every term's losses and statistics: the other terms
+        (:meth:`term_losses`), then the feature terms
+        (:meth:`feature_term_losses`), which reuse the classification
+        terms' entropies.
 
         Args:
             groups (Sequence[LogitGroup]): The step's groups.
-            terms (Sequence[DistillTerm], optional): The terms
-                (:meth:`build_terms`); the model's own by default.
+            features (FeaturePair, optional): The step's features (given
+                when a feature term exists).
+            terms (Sequence[DistillTerm], optional): Classification or box
+                terms (:meth:`build_terms`) in place of the model's own
+                terms, feature terms included. Defaults to None.
 
         Returns:
             dict[str, Tensor]: The union over the terms, each under its own
@@ -485,9 +675,127 @@ class DistillerMixin:
             ``loss_kd_<name>``, ``ea_weight_<name>``, ... for named terms).
         """
         losses: Dict[str, Tensor] = {}
-        for term in self.terms() if terms is None else terms:
-            losses.update(self.term_losses(term, groups))
+        self._step_entropies: Dict[str, list] = {}
+        try:
+            for term in self.terms() if terms is None else terms:
+                if term.kind != FEATURES:
+                    losses.update(self.term_losses(term, groups))
+            for term in self.feature_terms() if terms is None else ():
+                losses.update(
+                    self.feature_term_losses(term, groups, features))
+        finally:
+            self._step_entropies = {}
         return losses
+
+    def feature_term_losses(self, term: DistillTerm,
+                            groups: Sequence[LogitGroup],
+                            features: FeaturePair) -> Dict[str, Tensor]:
+        """A feature term on the paired levels (``feature_level_pairs``).
+
+        With ``weight_mode`` other than ``'none'``, the weights come from
+        :meth:`feature_row_weights` at the samples and are spread over the
+        images or locations by :meth:`feature_weight_maps`.
+
+        Args:
+            term (DistillTerm): A feature term (``EAPKDLoss``).
+            groups (Sequence[LogitGroup]): The step's groups.
+            features (FeaturePair): The step's features.
+
+        Returns:
+            dict[str, Tensor]: Under the term's keys: ``loss_kd``; with EA,
+            ``ea_weight`` (the mean weight over the distilled samples,
+            detached, before any normalisation).
+        """
+        pairs = self.feature_level_pairs
+        student = [features.student[s] for s, _ in pairs]
+        teacher = [features.teacher[t] for _, t in pairs]
+        if term.loss.weight_mode == 'none':
+            return {term.key(KD_LOSS): term.loss(student, teacher)}
+        rows = self.feature_row_weights(term, groups)
+        maps = self.feature_weight_maps(term, groups, rows,
+                                        [s for s, _ in pairs],
+                                        student[0].size(0))
+        total = sum((row.weights * row.mask).sum() for row in rows)
+        count = sum(row.mask.sum() for row in rows).clamp(min=1)
+        return {
+            term.key(KD_LOSS): term.loss(student, teacher, weights=maps),
+            term.key('ea_weight'): total / count
+        }
+
+    def feature_row_weights(self, term: DistillTerm,
+                            groups: Sequence[LogitGroup]) -> List[RowWeights]:
+        """A feature term's EA weights at each group's samples.
+
+        From the entropies of the step's first classification term (its
+        ``T'``; ``H_ub`` its upper bound) if there is one: nothing is
+        computed twice. Otherwise the entropies are computed here, once, on
+        the groups' ``valid`` samples, at the term's ``entropy_temperature``
+        (None: :data:`FEATURE_ENTROPY_TEMPERATURES` of the family's
+        classifier).
+
+        Returns:
+            list[RowWeights]: Per group, in order.
+        """
+        mode = term.loss.weight_mode
+        recorded = next(iter(self._step_entropies.values()), None)
+        if recorded is not None:
+            rows = []
+            for (logit_term, stats, mask), group in zip(recorded, groups):
+                bound = logit_term.loss.entropy_upper_bound
+                if bound is None:
+                    bound = (SIGMOID_ENTROPY_UPPER_BOUND
+                             if logit_term.loss.classifier == 'sigmoid' else
+                             math.log(group.student.size(1)))
+                rows.append(
+                    RowWeights(
+                        entropy_weights(stats.entropy_t, stats.entropy_s,
+                                        mode, entropy_upper_bound=bound),
+                        mask))
+            return rows
+        classifier = self.adapter.classifier
+        temperature = term.loss.entropy_temperature
+        if temperature is None:
+            temperature = FEATURE_ENTROPY_TEMPERATURES[classifier]
+        statistics = (sigmoid_ea_statistics
+                      if classifier == 'sigmoid' else ea_statistics)
+        return [
+            RowWeights(
+                statistics(
+                    masked_rows(group.student, group.valid),
+                    masked_rows(group.teacher, group.valid),
+                    entropy_temperature=temperature,
+                    weight_mode=mode).ea_weight, group.valid)
+            for group in groups
+        ]
+
+    def feature_weight_maps(self, term: DistillTerm,
+                            groups: Sequence[LogitGroup],
+                            rows: Sequence[RowWeights],
+                            levels: Sequence[int],
+                            num_images: int) -> List[Tensor]:
+        """The weights of each distilled student level, from the samples'
+        weights: the RoI families' policy, one weight per image (the mean
+        of its RoIs' weights over every group); a family's distiller
+        overrides it to offer finer granularities (``check_term`` refused
+        the others).
+
+        Args:
+            term (DistillTerm): The feature term.
+            groups (Sequence[LogitGroup]): The step's groups (RoI groups:
+                ``samples.rois[:, 0]`` is each RoI's image).
+            rows (Sequence[RowWeights]): The samples' weights per group.
+            levels (Sequence[int]): The distilled student levels.
+            num_images (int): B.
+
+        Returns:
+            list[Tensor]: Per distilled level, shape (B,).
+        """
+        weights = torch.cat([row.weights for row in rows])
+        mask = torch.cat([row.mask for row in rows])
+        index = torch.cat(
+            [group.samples.rois[:, 0].long() for group in groups])
+        per_image = image_weights(weights, mask, index, num_images)
+        return [per_image] * len(levels)
 
     def loss(self, batch_inputs: Tensor,
              batch_data_samples: SampleList,
@@ -508,7 +816,8 @@ class DistillerMixin:
         """
         inputs = self.distill_inputs(batch_inputs, batch_data_samples, terms)
         losses = inputs.losses
-        losses.update(self.distill_losses(inputs.groups, terms))
+        losses.update(
+            self.distill_losses(inputs.groups, inputs.features, terms))
         return losses
 
     def parse_losses(self, losses: Dict[str, Tensor]

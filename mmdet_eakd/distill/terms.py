@@ -14,7 +14,9 @@ classification logits (:data:`~mmdet_eakd.losses.CLASS_LOGITS`, the EA-KD
 losses, which also declare their ``classifier``; a loss that declares
 nothing is taken to distil logits) or box-edge distributions
 (:data:`~mmdet_eakd.losses.BOX_DISTRIBUTION`, ``EALDLoss``, which also
-declares its ``reg_max``). The head family's adapter refuses a term the pair
+declares its ``reg_max``) or features (:data:`~mmdet_eakd.losses.FEATURES`,
+``EAPKDLoss``: the ``extract_feat`` levels, paired by stride; see
+:mod:`.features`). The head family's adapter refuses a term the pair
 cannot serve (``DistillAdapter.check_term``) and gives every kind of tensor
 the terms ask for from one teacher head pass; the family's distiller decides
 which samples each kind of term distils and how it is normalised.
@@ -23,7 +25,7 @@ from typing import Any, Dict, NamedTuple, Optional
 
 from torch import nn
 
-from ..losses import BOX_DISTRIBUTION, CLASS_LOGITS
+from ..losses import BOX_DISTRIBUTION, CLASS_LOGITS, FEATURES
 
 #: Name of the term of ``distill_loss`` (its logged names have no suffix).
 LEGACY_TERM = ''
@@ -31,6 +33,7 @@ LEGACY_TERM = ''
 KIND_DESCRIPTIONS: Dict[str, str] = {
     CLASS_LOGITS: 'classification logits',
     BOX_DISTRIBUTION: 'box-edge distributions',
+    FEATURES: 'features (FPN levels)',
 }
 
 

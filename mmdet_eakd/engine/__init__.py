@@ -1,5 +1,5 @@
 from .checkpoint import allow_mmengine_checkpoints, mmengine_checkpoint_globals
-from .hooks import TorchSafeCheckpointHook
+from .hooks import DistillStateCheckpointHook, TorchSafeCheckpointHook
 from .mmdet_tools import (RunnerGate, bind_runner, load_mmdet_tool,
                           mmdet_tool_candidates, run_mmdet_tool,
                           tool_runner_class)
@@ -10,6 +10,6 @@ __all__ = [
     'allow_mmengine_checkpoints', 'mmengine_checkpoint_globals',
     'RunnerGate', 'bind_runner', 'load_mmdet_tool', 'mmdet_tool_candidates',
     'run_mmdet_tool', 'tool_runner_class', 'EAKDRunner',
-    'StudentRunner', 'TorchSafeCheckpointHook', 'destroy_process_group',
+    'StudentRunner', 'TorchSafeCheckpointHook', 'DistillStateCheckpointHook', 'destroy_process_group',
     'cpu_thread_share', 'share_cpu_threads'
 ]

@@ -1,4 +1,5 @@
-"""Checkpoints that plain ``torch.load(weights_only=True)`` can read."""
+"""Checkpoints that plain ``torch.load(weights_only=True)`` can read, and
+whose ``state_dict`` is the plain student's."""
 from typing import Any, Dict
 
 import numpy as np
@@ -7,6 +8,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer
 
 from mmdet.registry import HOOKS
+from ..distill.core import DISTILL_MODULES
 
 _TENSOR_BUFFER = '__history_buffer__'
 
@@ -64,3 +66,42 @@ class TorchSafeCheckpointHook(Hook):
         for key, value in scalars.items():
             if isinstance(value, dict) and value.get(_TENSOR_BUFFER):
                 scalars[key] = history_buffer_from_tensors(value)
+
+
+#: Where :class:`DistillStateCheckpointHook` keeps the distillation's own
+#: parameters in a checkpoint, beside the plain student's ``state_dict``.
+DISTILL_STATE_DICT = 'distill_state_dict'
+
+
+@HOOKS.register_module()
+class DistillStateCheckpointHook(Hook):
+    """Keep the distillation's own parameters out of the student's weights.
+
+    A distiller's loss modules may be trained with the student (e.g. a
+    feature term's 1x1 connector, ``distill_terms.<name>.connector``). They
+    belong to the distillation, not the detector: before a checkpoint is
+    saved, their entries move from ``state_dict`` to
+    ``checkpoint['distill_state_dict']``, so ``state_dict`` is the plain
+    student's and loads strictly into its mmdet config (mmdet's
+    ``tools/test.py``, ``DetInferencer``); after a checkpoint is loaded
+    (resume) they move back, so the distiller resumes with them. Their
+    optimizer state stays in the optimizer's. :class:`EAKDRunner`
+    registers it.
+    """
+
+    priority = 'VERY_LOW'
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        state = checkpoint.get('state_dict', {})
+        prefixes = tuple(f'{name}.' for name in DISTILL_MODULES)
+        moved = {
+            key: state.pop(key)
+            for key in list(state) if key.startswith(prefixes)
+        }
+        if moved:
+            checkpoint[DISTILL_STATE_DICT] = moved
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        moved = checkpoint.pop(DISTILL_STATE_DICT, None)
+        if moved:
+            checkpoint.setdefault('state_dict', {}).update(moved)

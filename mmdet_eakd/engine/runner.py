@@ -6,7 +6,8 @@
   of torch. :class:`EAKDRunner` initialises the process group with gloo itself
   in that case and wraps the model in DDP without device ids.
 * Its checkpoints load with plain ``torch.load`` (see
-  :class:`TorchSafeCheckpointHook`).
+  :class:`TorchSafeCheckpointHook`), and their ``state_dict`` is the plain
+  student's (see :class:`DistillStateCheckpointHook`).
 * On a CPU distributed run each process uses its share of the machine's cores
   (see :func:`share_cpu_threads`) unless the user set ``OMP_NUM_THREADS``.
 """
@@ -24,7 +25,7 @@ from mmengine.runner import Runner
 
 from mmdet.registry import RUNNERS
 from ..distill import student_model_config
-from .hooks import TorchSafeCheckpointHook
+from .hooks import DistillStateCheckpointHook, TorchSafeCheckpointHook
 from .threads import share_cpu_threads
 
 
@@ -38,11 +39,12 @@ class EAKDRunner(Runner):
     """``Runner`` with CPU distributed training and torch-safe checkpoints."""
 
     def register_hooks(self, default_hooks=None, custom_hooks=None) -> None:
-        """Register the configured hooks and :class:`TorchSafeCheckpointHook`."""
+        """Register the configured hooks, :class:`TorchSafeCheckpointHook`
+        and :class:`DistillStateCheckpointHook` (unless configured)."""
         super().register_hooks(default_hooks, custom_hooks)
-        if not any(isinstance(hook, TorchSafeCheckpointHook)
-                   for hook in self.hooks):
-            self.register_hook(TorchSafeCheckpointHook())
+        for hook_type in (TorchSafeCheckpointHook, DistillStateCheckpointHook):
+            if not any(isinstance(hook, hook_type) for hook in self.hooks):
+                self.register_hook(hook_type())
 
     def setup_env(self, env_cfg: dict) -> None:
         """Start a gloo process group on CPU and share the cores among the

@@ -1,9 +1,14 @@
 # Copyright (c) mmdet-eakd contributors. All rights reserved.
-"""EA-KD losses: pure math in :mod:`.functional` (classification) and
-:mod:`.ld_functional` (box distributions), registered modules."""
+"""EA-KD losses: pure math in :mod:`.functional` (classification),
+:mod:`.ld_functional` (box distributions) and :mod:`.feature_functional`
+(features), registered modules."""
 from .ea_kd_loss import (CLASS_LOGITS, LOSS_TYPES, EADKDLoss, EAKDLoss,
                          SigmoidEAKDLoss)
 from .ea_ld_loss import BOX_DISTRIBUTION, EALDLoss
+from .feature_functional import (FEATURE_NORM_EPS, image_weights,
+                                 location_weight_map, pkd_loss_map,
+                                 pkd_loss_per_image, standardize_channels,
+                                 weighted_level_loss)
 from .functional import (EA_STAT_NAMES, SIGMOID_ENTROPY_TEMPERATURE,
                          SIGMOID_ENTROPY_UPPER_BOUND, STANDARDIZATION_EPS,
                          WEIGHT_MODES, EAStats, binary_softened_entropy,
@@ -20,6 +25,7 @@ from .ld_functional import (BIN_REDUCTIONS, GFL_REG_MAX,
                             ld_entropy_upper_bound, ld_loss_per_edge,
                             ld_loss_per_location, location_entropy,
                             usable_box_rows)
+from .pkd_loss import EA_GRANULARITIES, FEATURES, EAPKDLoss
 
 __all__ = [
     'CLASS_LOGITS', 'LOSS_TYPES', 'EAKDLoss', 'EADKDLoss', 'SigmoidEAKDLoss',
@@ -36,5 +42,8 @@ __all__ = [
     'NUM_EDGES', 'LossAndStats', 'ld_entropy_upper_bound', 'edge_logits',
     'edge_entropies', 'location_entropy', 'ld_loss_per_edge',
     'ld_loss_per_location', 'ea_ld_statistics', 'ea_ld_loss_and_statistics',
-    'ea_ld_loss_per_location', 'usable_box_rows'
+    'ea_ld_loss_per_location', 'usable_box_rows', 'EAPKDLoss', 'FEATURES',
+    'EA_GRANULARITIES', 'FEATURE_NORM_EPS', 'standardize_channels',
+    'pkd_loss_map', 'pkd_loss_per_image', 'weighted_level_loss',
+    'location_weight_map', 'image_weights'
 ]

@@ -1,6 +1,6 @@
 """Location-level knowledge distillation for one-stage dense detectors."""
 import math
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -10,9 +10,9 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.utils import reduce_mean
 from ..distill import DISTILL_ARGS, KD_LOSS, DistillerMixin, LogitGroup
-from ..distill.core import DistillInputs, masked_rows
+from ..distill.core import DistillInputs, RowWeights, masked_rows
 from ..distill.terms import DistillTerm, term_label
-from ..losses import BOX_DISTRIBUTION
+from ..losses import BOX_DISTRIBUTION, image_weights, location_weight_map
 
 #: Which locations are distilled (``distill_locations``).
 LOCATIONS: Tuple[str, ...] = ('all', 'positives', 'teacher_gated')
@@ -87,6 +87,15 @@ class DenseDistillSingleStageDetector(DistillerMixin, SingleStageDetector):
       student's top class score as mmdet's ``LDHead`` weights its LD, summed
       over the positives as ``LDHead``'s ``loss_ld`` is. Logged: ``loss_kd``;
       ``ea_weight``, ``entropy_t``, ``entropy_s`` (means over the positives).
+    - **Feature terms** (``EAPKDLoss``, see
+      ``DistillerMixin.feature_term_losses``): the FPN levels paired by
+      stride; EA weights from the classification term's entropies at the
+      locations it distils, per image (the mean over the image's locations)
+      or per location (``ea_granularity='location'``: the mean over a
+      position's anchors; 0 where no anchor is distilled), see
+      :meth:`feature_weight_maps`. A plain feature term also serves a
+      teacher of another family (e.g. Faster R-CNN), which then runs only
+      its ``extract_feat``.
 
     With ``distill_terms`` every logged name gets the term's suffix
     (``loss_kd_<name>``, ``kd_fg_share_<name>``, ...).
@@ -181,7 +190,7 @@ class DenseDistillSingleStageDetector(DistillerMixin, SingleStageDetector):
                 group, num_classes, self.distill_locations,
                 self.teacher_score_thr)) for group in inputs.groups
         ]
-        return DistillInputs(inputs.losses, groups)
+        return inputs._replace(groups=groups)
 
     def term_losses(self, term: DistillTerm,
                     groups: Sequence[LogitGroup]) -> Dict[str, Tensor]:
@@ -222,6 +231,7 @@ class DenseDistillSingleStageDetector(DistillerMixin, SingleStageDetector):
         teacher = masked_rows(group.teacher, selected)
         per_location, stats = term.loss.loss_and_stats(
             student, teacher, group.labels, reduction_override='none')
+        self.remember_entropies(term, stats, selected)
         per_location = torch.where(selected, per_location,
                                    per_location.new_zeros(()))
         num_pos = reduce_mean(positive.sum().to(per_location.dtype))
@@ -296,6 +306,50 @@ class DenseDistillSingleStageDetector(DistillerMixin, SingleStageDetector):
         losses = {term.key(KD_LOSS): group.weight * per_location.sum()}
         losses.update(_means(term, stats._asdict(), positive))
         return losses
+
+
+    def feature_weight_maps(self, term: DistillTerm,
+                            groups: Sequence[LogitGroup],
+                            rows: Sequence[RowWeights],
+                            levels: Sequence[int],
+                            num_images: int) -> List[Tensor]:
+        """The EA weights of the distilled student levels from the
+        per-location weights of the head's rows (order: level, image,
+        position, anchor; the head's levels are the student's features).
+
+        Args:
+            term (DistillTerm): The feature term; its ``ea_granularity``:
+                ``'location'`` (the mean over a position's weighted anchors,
+                shape (B, H, W) per level) or ``'image'`` (the mean over the
+                image's weighted locations of every level, shape (B,)).
+            groups (Sequence[LogitGroup]): The one group of locations.
+            rows (Sequence[RowWeights]): Its weights.
+            levels (Sequence[int]): The distilled student levels.
+            num_images (int): B.
+
+        Returns:
+            list[Tensor]: Per distilled level, detached.
+        """
+        (group, ), (row, ) = groups, rows
+        shapes = group.samples.shapes
+        sizes = [s[0] * s[2] * s[3] * (s[1] // self.bbox_head.num_classes)
+                 for s in shapes]
+        if term.loss.ea_granularity == 'image':
+            index = torch.cat([
+                torch.arange(s[0], device=row.weights.device)
+                .repeat_interleave(size // s[0])
+                for s, size in zip(shapes, sizes)
+            ])
+            per_image = image_weights(row.weights, row.mask, index,
+                                      num_images)
+            return [per_image] * len(levels)
+        weights = row.weights.split(sizes)
+        masks = row.mask.split(sizes)
+        return [
+            location_weight_map(weights[level], masks[level],
+                                shapes[level][0], shapes[level][2],
+                                shapes[level][3]) for level in levels
+        ]
 
 
 def _means(term: DistillTerm, values: Dict[str, Tensor],

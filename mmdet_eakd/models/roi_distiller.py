@@ -1,8 +1,27 @@
 """RoI-level knowledge distillation for two-stage detectors."""
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor, nn
+
 from mmdet.models.detectors import TwoStageDetector
 from mmdet.models.roi_heads import CascadeRoIHead
 from mmdet.registry import MODELS
-from ..distill import DistillerMixin
+from mmdet.structures import SampleList
+from ..distill import DISTILL_ARGS, KD_LOSS, DistillerMixin, LogitGroup
+from ..distill.core import DistillInputs
+from ..distill.features import FeaturePair, FeatureLevelError
+from ..distill.terms import DistillTerm
+
+#: Which sampled RoIs the classification terms distil (``distill_rois``).
+ROI_SELECTIONS: Tuple[str, ...] = ('all', 'foreground')
+
+
+def foreground_rois(group: LogitGroup) -> Tensor:
+    """The valid RoIs of ``group`` sampled as an object (label below the
+    background label ``C - 1``), shape (N,), bool."""
+    background = group.student.shape[1] - 1
+    return group.valid & (group.labels < background)
 
 
 @MODELS.register_module()
@@ -32,6 +51,10 @@ class RoIDistillTwoStageDetector(DistillerMixin, TwoStageDetector):
     checkpoint of the student (see :meth:`student_type`). It follows the
     student across devices (``.to``, ``.cuda``).
 
+    Feature terms (``EAPKDLoss``) compare the FPN levels, EA-weighted per
+    image, or, with ``ea_granularity='roi'``, the features of the sampled
+    RoIs, each weighted by its RoI's EA weight (:meth:`feature_term_losses`).
+
     Args:
         teacher (dict): ``config`` and ``checkpoint`` of the trained teacher.
         distill_loss (dict): Config of the distillation loss module.
@@ -39,9 +62,44 @@ class RoIDistillTwoStageDetector(DistillerMixin, TwoStageDetector):
             the teacher's backbone and neck. Defaults to None.
         teacher_channels_last (bool): Channels-last teacher. Defaults to
             False.
+        distill_rois (str): Which sampled RoIs the terms distil: ``'all'``
+            (default, the paper's protocol) or ``'foreground'``, those the
+            sampler assigned to an object (a control: the RoI twin of the
+            dense ``distill_locations='positives'``).
         **kwargs: The student's ``TwoStageDetector`` arguments (backbone, neck,
             rpn_head, roi_head, train_cfg, test_cfg, data_preprocessor, ...).
     """
+
+    distill_args = DISTILL_ARGS + ('distill_rois', )
+
+    def __init__(self,
+                 teacher: dict,
+                 distill_loss: Optional[dict] = None,
+                 distill_terms: Optional[Dict[str, dict]] = None,
+                 distill_rois: str = 'all',
+                 **kwargs) -> None:
+        if distill_rois not in ROI_SELECTIONS:
+            raise ValueError(f'distill_rois must be one of {ROI_SELECTIONS}, '
+                             f'got {distill_rois!r}.')
+        super().__init__(teacher=teacher, distill_loss=distill_loss,
+                         distill_terms=distill_terms, **kwargs)
+        self.distill_rois = distill_rois
+
+    def distill_inputs(self, batch_inputs: Tensor,
+                       batch_data_samples: SampleList,
+                       terms: Optional[Sequence[DistillTerm]] = None
+                       ) -> DistillInputs:
+        """The core's inputs; with ``distill_rois='foreground'`` ``valid``
+        keeps the foreground RoIs only (:func:`foreground_rois`)."""
+        inputs = super().distill_inputs(batch_inputs, batch_data_samples,
+                                        terms)
+        if self.distill_rois == 'all':
+            return inputs
+        groups = [
+            group._replace(valid=foreground_rois(group))
+            for group in inputs.groups
+        ]
+        return DistillInputs(inputs.losses, groups)
 
     @classmethod
     def student_type(cls, model_cfg: dict) -> str:
@@ -53,3 +111,64 @@ class RoIDistillTwoStageDetector(DistillerMixin, TwoStageDetector):
         if isinstance(roi_cls, type) and issubclass(roi_cls, CascadeRoIHead):
             return 'CascadeRCNN'
         return 'TwoStageDetector'
+
+    def feature_term_losses(self, term: DistillTerm,
+                            groups: Sequence[LogitGroup],
+                            features: FeaturePair) -> Dict[str, Tensor]:
+        """A feature term; with ``ea_granularity='roi'`` (and weights) on
+        the sampled RoIs' features.
+
+        Per group (a box stage), the RoI features of its sampled RoIs are
+        the stage's box RoI extractor (the student's, no parameters: one
+        more RoIAlign of the student's levels) applied to the student's
+        levels and to the teacher's levels of the same strides, shape (N,
+        C, h, w); the term is ``EAPKDLoss`` on them with one weight per RoI
+        (0 for a RoI the classification term did not distil), the RoIs
+        standing for the images of a level. Summed over the groups, each
+        times its weight (a cascade's ``stage_loss_weights``).
+
+        Returns:
+            dict[str, Tensor]: Under the term's keys: ``loss_kd``; with EA,
+            ``ea_weight`` (the mean weight of the distilled RoIs).
+        """
+        if (term.loss.weight_mode == 'none'
+                or term.loss.ea_granularity != 'roi'):
+            return super().feature_term_losses(term, groups, features)
+        teacher_level = dict(self.feature_level_pairs)
+        rows = self.feature_row_weights(term, groups)
+        total = None
+        for group, row in zip(groups, rows):
+            extractor = self._box_roi_extractor(group.samples.stage)
+            levels = range(extractor.num_inputs)
+            missing = [s for s in levels if s not in teacher_level]
+            if missing:
+                raise FeatureLevelError(
+                    f'{term.describe()}: the teacher has no level of the '
+                    f'stride of the student\'s levels {missing}, which its '
+                    'box RoI extractor pools from, so RoI features cannot '
+                    'be compared. Use ea_granularity=\'image\'.')
+            rois = group.samples.rois
+            student = extractor(features.student[:extractor.num_inputs],
+                                rois)
+            with torch.no_grad():
+                teacher = extractor(
+                    [features.teacher[teacher_level[s]] for s in levels],
+                    rois)
+            loss = term.loss([student], [teacher],
+                             weights=[row.weights * row.mask])
+            weighted = group.weight * loss
+            total = weighted if total is None else total + weighted
+        count = sum(row.mask.sum() for row in rows).clamp(min=1)
+        return {
+            term.key(KD_LOSS): total,
+            term.key('ea_weight'):
+            sum((row.weights * row.mask).sum() for row in rows) / count
+        }
+
+    def _box_roi_extractor(self, stage: int) -> nn.Module:
+        """The student's box RoI extractor of ``stage`` (a cascade's stage
+        module, or the one of a ``StandardRoIHead``)."""
+        extractor = self.roi_head.bbox_roi_extractor
+        if isinstance(extractor, nn.ModuleList):
+            return extractor[stage]
+        return extractor

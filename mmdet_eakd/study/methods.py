@@ -5,7 +5,12 @@ only the distillation loss's ``type`` (KD or DKD, in the regime's classifier
 family: softmax for RoI heads, sigmoid for dense heads), its ``weight_mode``
 and, for the entropy-temperature arms, ``entropy_temperature`` (the paper's
 protocol: KD and EA-KD share every other setting, and nothing is tuned for
-the EA variants alone).
+the EA variants alone). The feature arms (PKD, EA-PKD) replace the loss by
+named terms: a PKD term on the FPN levels (``EAPKDLoss`` at
+:data:`PKD_LOSS_WEIGHT`, with the regime's connector), alone or beside the
+logit term. The localization arms (LD, EA-LD) add a box-distribution term
+(``EALDLoss`` with mmdet's LD settings, :data:`LD_TERM`) on regimes whose
+heads predict box-edge distributions (GFL).
 """
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
@@ -15,6 +20,13 @@ from ..scope import CONFIG_PREFIX
 
 #: Name prefix of the shipped synthetic configs (see :mod:`mmdet_eakd.scope`).
 SYNTHETIC_CONFIGS = f'{CONFIG_PREFIX}synthetic/'
+#: ``loss_weight`` of the feature arms' PKD term (mmrazor's PKD configs).
+PKD_LOSS_WEIGHT = 6.0
+#: The localization arms' box term: the settings of mmdet's
+#: ``ld_r18-gflv1-r101_fpn_1x_coco.py`` (``T = 10``, weight 0.25); its
+#: ``weight_mode`` is the arm's.
+LD_TERM: Dict[str, Any] = dict(type='EALDLoss', temperature=10.0,
+                               loss_weight=0.25)
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,22 @@ class Method:
             config's.
         loss_weight (float, optional): ``loss_weight`` of the loss; None
             keeps the KD config's.
+        distill_rois (str, optional): The RoI distiller's ``distill_rois``
+            (softmax regimes only); None keeps the KD config's.
+        loss_weight_from (str, optional): Another method whose runs measure
+            this method's ``loss_weight``: the mean over its seeds of the
+            EA weight it logged over training (a control that gives plain
+            KD EA-KD's loss scale without its per-sample weighting). Its runs
+            train after those of that method.
+        feature_weight_mode (str, optional): ``weight_mode`` of a PKD term
+            on the FPN levels (``EAPKDLoss``, per-image EA weights) that the
+            arm adds (beside the logit loss, or alone when ``loss_type`` is
+            None); None: no feature term.
+        box_weight_mode (str, optional): ``weight_mode`` of a
+            box-distribution term (:data:`LD_TERM`, on the positive
+            locations, as mmdet's ``LDHead``) that the arm adds (beside the
+            logit loss, or alone when ``loss_type`` is None); None: no box
+            term. Only for regimes with ``box_distributions``.
     """
     name: str
     loss_type: Optional[str]
@@ -43,10 +71,16 @@ class Method:
     entropy_temperature: Optional[float] = None
     distill_locations: Optional[str] = None
     loss_weight: Optional[float] = None
+    distill_rois: Optional[str] = None
+    loss_weight_from: Optional[str] = None
+    feature_weight_mode: Optional[str] = None
+    box_weight_mode: Optional[str] = None
 
     @property
     def distills(self) -> bool:
-        return self.loss_type is not None
+        return (self.loss_type is not None
+                or self.feature_weight_mode is not None
+                or self.box_weight_mode is not None)
 
 
 METHODS: Dict[str, Method] = {m.name: m for m in (
@@ -61,11 +95,38 @@ METHODS: Dict[str, Method] = {m.name: m for m in (
     Method('KD-x0.1', 'EAKDLoss', 'none',
            "plain KD with loss_weight 0.1 (about EA-KD's loss scale on dense "
            'heads)', loss_weight=0.1),
+    Method('KD-fg', 'EAKDLoss', 'none',
+           'plain KD on foreground RoIs only (RoI heads; the twin of KD-pos)',
+           distill_rois='foreground'),
+    Method('KD-xEA', 'EAKDLoss', 'none',
+           "plain KD with loss_weight = EA-KD's mean EA weight (measured "
+           'from the EA-KD runs): its scale without its weighting',
+           loss_weight_from='EA-KD'),
     Method('EA-KD-base', 'EAKDLoss', 'base', 'EA ablation: w = H_T'),
     Method('EA-KD-interact', 'EAKDLoss', 'interact',
            'EA ablation: w = H_T H_S / H_ub'),
     Method('DKD', 'EADKDLoss', 'none', 'plain DKD (alpha 1, beta 0.25)'),
     Method('EA-DKD', 'EADKDLoss', 'ea', 'EA-DKD'),
+    Method('PKD', None, 'none', 'PKD on the FPN levels only',
+           feature_weight_mode='none'),
+    Method('EA-PKD', None, 'none',
+           'EA-PKD: PKD weighted per image by the EA weight of its samples',
+           feature_weight_mode='ea'),
+    Method('EA-KD+EA-PKD', 'EAKDLoss', 'ea',
+           'EA-KD on the logits and EA-PKD on the FPN levels',
+           feature_weight_mode='ea'),
+    Method('LD', None, 'none',
+           "LD on the box-edge distributions only (mmdet's LD settings)",
+           box_weight_mode='none'),
+    Method('EA-LD', None, 'none',
+           'EA-LD: LD weighted per location by the edge-distribution EA '
+           'weight', box_weight_mode='ea'),
+    Method('KD+LD', 'EAKDLoss', 'none', 'plain KD and LD',
+           box_weight_mode='none'),
+    Method('EA-KD+LD', 'EAKDLoss', 'ea', 'EA-KD and plain LD',
+           box_weight_mode='none'),
+    Method('EA-KD+EA-LD', 'EAKDLoss', 'ea', 'EA-KD and EA-LD',
+           box_weight_mode='ea'),
 )}
 
 #: (method, reference) pairs whose paired difference a report shows, when both
@@ -79,12 +140,25 @@ COMPARISONS: Tuple[Tuple[str, str], ...] = (
     ('KD-pos', 'KD'),
     ('EA-KD', 'KD-pos'),
     ('EA-KD', 'KD-x0.1'),
+    ('KD-fg', 'KD'),
+    ('EA-KD', 'KD-fg'),
+    ('KD-xEA', 'KD'),
+    ('EA-KD', 'KD-xEA'),
     ('EA-KD', 'EA-KD-T3'),
     ('EA-KD-base', 'KD'),
     ('EA-KD-interact', 'KD'),
     ('DKD', 'KD'),
     ('EA-DKD', 'KD'),
     ('EA-DKD', 'DKD'),
+    ('PKD', 'student'),
+    ('EA-PKD', 'PKD'),
+    ('EA-KD+EA-PKD', 'EA-KD'),
+    ('LD', 'student'),
+    ('EA-LD', 'LD'),
+    ('KD+LD', 'KD'),
+    ('EA-KD+LD', 'KD+LD'),
+    ('EA-KD+EA-LD', 'KD+LD'),
+    ('EA-KD+EA-LD', 'EA-KD+LD'),
 )
 
 
@@ -113,6 +187,15 @@ class Regime:
         test_score_thr (float, optional): Box score threshold of the
             evaluation of every run (teacher included); None keeps the
             configs'.
+        teacher_eval_interval (int, optional): Evaluate the teacher every
+            that many epochs too (its learning curve); None: at the end.
+        noise_halves (bool): Measure evaluation noise: every run's AP on
+            two random halves of the validation set (:mod:`.noise`).
+        box_distributions (bool): Whether the heads predict box-edge
+            distributions (GFL): the localization arms need them.
+        feature_channels (tuple[int, int], optional): The student's and the
+            teacher's FPN channels when they differ (the feature arms' PKD
+            term gets a connector between them); None: the same.
     """
     name: str
     teacher_config: str
@@ -126,6 +209,10 @@ class Regime:
     methods: Tuple[str, ...]
     classifier: str = 'softmax'
     test_score_thr: Optional[float] = None
+    teacher_eval_interval: Optional[int] = None
+    noise_halves: bool = False
+    box_distributions: bool = False
+    feature_channels: Optional[Tuple[int, int]] = None
 
     def model_overrides(self) -> Dict[str, Any]:
         """What every run (teacher included) changes in ``model``."""
@@ -139,7 +226,11 @@ class Regime:
         if method.distill_locations is not None and (self.classifier !=
                                                      'sigmoid'):
             return False
-        return (not method.distills
+        if method.distill_rois is not None and self.classifier != 'softmax':
+            return False
+        if method.box_weight_mode is not None and not self.box_distributions:
+            return False
+        return (method.loss_type is None
                 or method.loss_type in LOSS_TYPES[self.classifier])
 
     def loss_type(self, method: Method) -> str:
@@ -156,6 +247,8 @@ def _synthetic(name: str, family: str, **kwargs) -> Regime:
         teacher_config=f'{SYNTHETIC_CONFIGS}{family}_teacher_synthetic.py',
         student_config=f'{SYNTHETIC_CONFIGS}{family}_tiny_synthetic.py',
         kd_config=f'{SYNTHETIC_CONFIGS}kd_{family}_teacher_tiny_synthetic.py',
+        # the synthetic teachers' FPNs are twice as wide as the students'
+        feature_channels=(32, 64),
         **kwargs)
 
 
@@ -171,7 +264,7 @@ def _gfl(name: str, **kwargs) -> Regime:
     return _synthetic(
         name, 'gfl',
         methods=('student', 'KD', 'EA-KD', 'EA-KD-T3', 'KD-pos', 'KD-x0.1'),
-        classifier='sigmoid',
+        classifier='sigmoid', box_distributions=True,
         **kwargs)
 
 
@@ -182,7 +275,8 @@ REGIMES: Dict[str, Regime] = {
     # CI: the same code path with a tiny data set and one short epoch.
     'frcnn-short': _frcnn('frcnn-short', teacher_epochs=1, student_epochs=1,
                           num_train=16, num_val=8,
-                          data_root='data/synthetic_short'),
+                          data_root='data/synthetic_short',
+                          noise_halves=True),
     # Dense heads (sigmoid EA): see README, "Dense detectors".
     'gfl': _gfl('gfl', teacher_epochs=24, student_epochs=6, num_train=400,
                 num_val=300, data_root='data/synthetic'),
@@ -192,7 +286,7 @@ REGIMES: Dict[str, Regime] = {
     'gfl-short': _gfl('gfl-short', teacher_epochs=1, student_epochs=1,
                       num_train=16, num_val=8,
                       data_root='data/synthetic_short',
-                      test_score_thr=0.0),
+                      test_score_thr=0.0, noise_halves=True),
 }
 
 
@@ -216,6 +310,14 @@ def resolve_methods(names: Sequence[str],
         raise ValueError(f'methods are listed twice: {list(names)}.')
     if not names:
         raise ValueError('a study needs at least one method.')
+    missing = [(n, METHODS[n].loss_weight_from) for n in names
+               if METHODS[n].loss_weight_from not in (None, *names)]
+    if missing:
+        raise ValueError(
+            'method(s) ' + ', '.join(f'{n} (needs {source})'
+                                     for n, source in missing) +
+            ' measure their loss_weight from another method\'s runs; add '
+            'that method to the study.')
     unsupported = [n for n in names if not regime.supports(METHODS[n])]
     if unsupported:
         raise ValueError(

@@ -3,29 +3,32 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 from ..scope import config_path
-from .methods import Regime, resolve_methods
+from .methods import Method, Regime, resolve_methods
+from .noise import half_aps
 from .report import StudyReport, build_report, write_report
 from .runner import (Log, Run, final_metrics, method_config, print_line,
                      run_all, run_config, run_key, threads_per_job)
 
 
-def prepare_teacher(regime: Regime, data_root: Path, work_dir: Path,
+def prepare_teacher(regime: Regime, data_root: Path, teacher_dir: Path,
                     threads: int, log: Log = print_line) -> Path:
-    """Train the regime's teacher once and cache it in ``work_dir/teacher``.
+    """Train the regime's teacher once and cache it in ``teacher_dir``.
 
     The cache is keyed by the teacher's whole run config (bases resolved,
     schedule included) and the data set manifest; a changed key retrains it.
+    Studies of regimes with the same teacher (e.g. the two students of one
+    teacher) can share ``teacher_dir``.
 
     Returns:
-        Path: ``work_dir/teacher/teacher.pth``.
+        Path: ``teacher_dir/teacher.pth``.
     """
-    teacher_dir = work_dir / 'teacher'
     config = run_config(regime.teacher_config, data_root,
                         regime.teacher_epochs, seed=0,
-                        model=regime.model_overrides())
+                        model=regime.model_overrides(),
+                        eval_interval=regime.teacher_eval_interval)
     key = run_key(config.pretty_text, data_root / 'synthetic_manifest.json')
     run = Run(name='teacher', seed=None, work_dir=teacher_dir / 'run',
               config=config, epochs=regime.teacher_epochs, key=key,
@@ -76,6 +79,23 @@ def _add_wall_time(work_dir: Path, seconds: float) -> float:
     return sum(times)
 
 
+def _measured_loss_weight(method: str, source: str,
+                          runs: Sequence[Run]) -> float:
+    """The mean over ``source``'s runs of the EA weight each logged over
+    training: the ``loss_weight`` of ``method`` (see
+    ``Method.loss_weight_from``)."""
+    weights = [
+        run.done()['ea_weight'] for run in runs
+        if run.name.startswith(f'{source}/')
+    ]
+    if not weights or any(w is None for w in weights):
+        raise RuntimeError(
+            f'{method} takes its loss_weight from the EA weight logged by '
+            f'the {source} runs, but they logged none; train {source} with '
+            'an EA weight mode.')
+    return round(sum(weights) / len(weights), 4)
+
+
 def run_study(regime: Regime,
               methods: Sequence[str],
               seeds: Sequence[int],
@@ -83,7 +103,9 @@ def run_study(regime: Regime,
               jobs: int = 1,
               data_root: Optional[str] = None,
               title: Optional[str] = None,
-              log: Log = print_line) -> StudyReport:
+              log: Log = print_line,
+              eval_interval: Optional[int] = None,
+              teacher_dir: Optional[Path] = None) -> StudyReport:
     """Train every method with every seed (paired) and write the report.
 
     Args:
@@ -96,6 +118,11 @@ def run_study(regime: Regime,
             defaults to the regime's. Relative to the current directory.
         title (str, optional): Report title.
         log (callable): Receives progress lines.
+        eval_interval (int, optional): Evaluate every run every that many
+            epochs too (learning curves, e.g. for pilots); part of the runs'
+            keys.
+        teacher_dir (Path, optional): The teacher's cache; defaults to
+            ``work_dir/teacher``.
 
     Returns:
         StudyReport: What was written to ``study.{md,json,png}``.
@@ -120,29 +147,53 @@ def run_study(regime: Regime,
 
     teacher = None
     if any(m.distills for m in chosen):
-        teacher = prepare_teacher(regime, root, work_dir,
+        teacher_dir = Path(teacher_dir or work_dir / 'teacher').resolve()
+        teacher = prepare_teacher(regime, root, teacher_dir,
                                   threads=threads_per_job(1), log=log)
 
-    runs = []
-    for seed in seeds:
-        init = write_init(regime, seed, work_dir / 'init' / f'seed{seed}.pth')
-        for method in chosen:
-            config = method_config(method, regime, root, seed, init,
-                                   teacher)
-            files = [init] + ([teacher] if method.distills else [])
-            runs.append(Run(name=f'{method.name}/seed{seed}', seed=seed,
-                            work_dir=work_dir / 'runs' / method.name /
-                            f'seed{seed}',
-                            config=config, epochs=regime.student_epochs,
-                            key=run_key(config.pretty_text, *files),
-                            threads=threads))
-    results = run_all(runs, jobs=jobs, log=log)
+    def make_runs(phase: Sequence[Method], done: Sequence[Run]) -> List[Run]:
+        runs = []
+        for seed in seeds:
+            init = write_init(regime, seed,
+                              work_dir / 'init' / f'seed{seed}.pth')
+            for method in phase:
+                weight = (None if method.loss_weight_from is None else
+                          _measured_loss_weight(method.name,
+                                                method.loss_weight_from,
+                                                done))
+                config = method_config(method, regime, root, seed, init,
+                                       teacher, eval_interval, weight)
+                files = [init] + ([teacher] if method.distills else [])
+                runs.append(Run(name=f'{method.name}/seed{seed}', seed=seed,
+                                work_dir=work_dir / 'runs' / method.name /
+                                f'seed{seed}',
+                                config=config, epochs=regime.student_epochs,
+                                key=run_key(config.pretty_text, *files),
+                                threads=threads))
+        return runs
 
-    teacher_metrics = (final_metrics(work_dir / 'teacher' / 'run')
-                       if teacher is not None else None)
+    # Methods whose loss weight is measured train after the others.
+    first = make_runs([m for m in chosen if m.loss_weight_from is None], [])
+    results = run_all(first, jobs=jobs, log=log)
+    second = make_runs(
+        [m for m in chosen if m.loss_weight_from is not None], first)
+    if second:
+        results.update(run_all(second, jobs=jobs, log=log))
+    runs = first + second
+
+    teacher_metrics = teacher_curve = None
+    if teacher is not None:
+        teacher_metrics = final_metrics(teacher_dir / 'run')
+        teacher_curve = json.loads(
+            (teacher_dir / 'run' / 'result.json').read_text()).get('curve')
+    halves = None
+    if regime.noise_halves:
+        ann_file = root / 'annotations' / 'instances_val.json'
+        halves = half_aps(ann_file, {run.name: run.work_dir for run in runs})
     report = build_report(
         regime=regime, methods=[m.name for m in chosen], seeds=list(seeds),
-        results=results, teacher_metrics=teacher_metrics,
+        results=results, teacher_metrics=teacher_metrics, halves=halves,
+        teacher_curve=teacher_curve,
         wall_time_s=_add_wall_time(work_dir, time.time() - started),
         jobs=jobs, threads=threads, title=title)
     write_report(report, work_dir)

@@ -11,7 +11,11 @@ from typing import Dict, List, Optional, Sequence
 
 from .methods import COMPARISONS, METHODS, Regime
 from .runner import METRICS
-from .stats import paired_difference, summarize
+from .stats import (half_split_noise_std, paired_difference,
+                    seeds_for_halfwidth, summarize)
+
+#: The half-width (AP points) of the paired interval a study is sized for.
+TARGET_HALFWIDTH = 0.3
 
 LABELS = dict(zip(METRICS, ('AP', 'AP50', 'AP75')))
 
@@ -40,7 +44,10 @@ def build_report(regime: Regime, methods: Sequence[str], seeds: Sequence[int],
                  results: Dict[str, dict], teacher_metrics: Optional[dict],
                  wall_time_s: float, jobs: int, threads: int,
                  title: Optional[str] = None,
-                 confidence: float = 0.95) -> StudyReport:
+                 confidence: float = 0.95,
+                 halves: Optional[Dict[str, Sequence[float]]] = None,
+                 teacher_curve: Optional[List[List[float]]] = None
+                 ) -> StudyReport:
     """Summaries per method and paired differences, as data and Markdown.
 
     Args:
@@ -54,10 +61,17 @@ def build_report(regime: Regime, methods: Sequence[str], seeds: Sequence[int],
         threads (int): Threads per training.
         title (str, optional): Heading of the Markdown.
         confidence (float): Level of the paired intervals.
+        halves (dict, optional): ``{'{method}/seed{s}': (AP on half A, AP on
+            half B)}`` (see :func:`.noise.half_aps`): adds the evaluation
+            noise of each method's AP and of each paired difference.
+        teacher_curve (list, optional): The teacher's ``[epoch, AP, AP50,
+            AP75]`` per evaluated epoch.
 
     Returns:
-        StudyReport: ``data`` holds per-seed values, summaries and paired
-        differences for every metric.
+        StudyReport: ``data`` holds per-seed values, summaries, paired
+        differences for every metric (each with the seeds an interval of
+        +-``TARGET_HALFWIDTH`` AP needs at its sd), the learning curves and
+        the evaluation noise.
     """
     per_seed = {m: {LABELS[k]: _points(results, m, seeds, k) for k in METRICS}
                 for m in methods}
@@ -67,12 +81,31 @@ def build_report(regime: Regime, methods: Sequence[str], seeds: Sequence[int],
     comparisons = []
     for method, reference in COMPARISONS:
         if method in methods and reference in methods:
-            comparisons.append(dict(
+            comp = dict(
                 method=method, reference=reference,
                 **{label: paired_difference(per_seed[method][label],
                                             per_seed[reference][label],
                                             confidence).as_dict()
-                   for label in LABELS.values()}))
+                   for label in LABELS.values()})
+            std = comp['AP']['std']
+            comp['seeds_for_target'] = (
+                seeds_for_halfwidth(std, TARGET_HALFWIDTH, confidence)
+                if len(seeds) > 1 else None)
+            if halves is not None:
+                comp['eval_noise_std'] = half_split_noise_std(*zip(*[
+                    (halves[f'{method}/seed{s}'][h] -
+                     halves[f'{reference}/seed{s}'][h] for h in (0, 1))
+                    for s in seeds]))
+            comparisons.append(comp)
+    noise = None
+    if halves is not None:
+        noise = {
+            m: half_split_noise_std(*zip(*[halves[f'{m}/seed{s}']
+                                           for s in seeds]))
+            for m in methods
+        }
+    curves = {m: [results[f'{m}/seed{s}'].get('curve') for s in seeds]
+              for m in methods}
     train_time = sum(r['train_time_s'] for r in results.values())
     teacher = ({LABELS[k]: 100 * v for k, v in teacher_metrics.items()}
                if teacher_metrics else None)
@@ -86,6 +119,8 @@ def build_report(regime: Regime, methods: Sequence[str], seeds: Sequence[int],
         methods={m: METHODS[m].description for m in methods},
         seeds=list(seeds), teacher=teacher, per_seed=per_seed,
         summary=summaries, comparisons=comparisons,
+        target_halfwidth=TARGET_HALFWIDTH, eval_noise_std=noise,
+        curves=curves, teacher_curve=teacher_curve,
         interval=f'two-sided Student-t, {int(100 * confidence)}%, over the '
                  'per-seed paired differences',
         wall_time_s=round(wall_time_s, 1),
@@ -132,6 +167,7 @@ def _markdown(data: dict, title: Optional[str]) -> str:
                 f"| {comp['method']} − {comp['reference']} | " +
                 ' | '.join(_fmt_ci(comp[label]) for label in LABELS.values())
                 + f" | {ap['wins']} / {ap['losses']} | {verdict} |")
+        lines += _power_lines(data)
     lines += ['', 'AP per seed:', '',
               '| seed | ' + ' | '.join(data['per_seed']) + ' |',
               '|---|' + '---|' * len(data['per_seed'])]
@@ -139,11 +175,69 @@ def _markdown(data: dict, title: Optional[str]) -> str:
         lines.append(f'| {seed} | ' + ' | '.join(
             f"{values['AP'][i]:.1f}" for values in data['per_seed'].values())
             + ' |')
+    lines += _curve_lines(data)
     lines += ['', f"Wall time {data['wall_time_s'] / 60:.1f} min over all "
               f"invocations ({data['jobs']} trainings in parallel, "
               f"{data['threads_per_job']} thread(s) each; training time "
               f"summed over runs {data['total_train_time_s'] / 60:.1f} min)."]
     return '\n'.join(lines) + '\n'
+
+
+def _power_lines(data: dict) -> List[str]:
+    """The paired sd of each comparison, the seeds its interval needs for
+    +-``target_halfwidth`` AP, and the evaluation noise in it."""
+    comps = [c for c in data['comparisons'] if c['AP']['n'] > 1]
+    if not comps:
+        return []
+    target = data['target_halfwidth']
+    noise = data.get('eval_noise_std') is not None
+    lines = ['', f'Power: the sd of the per-seed paired ΔAP, and the seeds a '
+             f'95% interval of ±{target} AP needs at that sd' +
+             ('; the evaluation noise in ΔAP (its sd from the AP on two '
+              'random halves of the validation set) and its share of the '
+              'paired variance' if noise else '') + '.', '',
+             '| comparison | sd of ΔAP | seeds for ±' + f'{target} |' +
+             (' eval-noise sd of ΔAP | share of variance |' if noise else ''),
+             '|---|---|---|' + ('---|---|' if noise else '')]
+    for comp in comps:
+        std = comp['AP']['std']
+        row = (f"| {comp['method']} − {comp['reference']} | {std:.2f} | "
+               f"{comp['seeds_for_target']} |")
+        if noise:
+            share = comp['eval_noise_std']**2 / std**2 if std > 0 else math.nan
+            row += f" {comp['eval_noise_std']:.2f} | {100 * share:.0f}% |"
+        lines.append(row)
+    if noise:
+        lines += ['', 'Evaluation noise of one run\'s AP (sd): ' + ', '.join(
+            f'{m} {v:.2f}' for m, v in data['eval_noise_std'].items()) + '.']
+    return lines
+
+
+def _curve_lines(data: dict) -> List[str]:
+    """AP per evaluated epoch (mean over seeds), when runs were evaluated
+    more than once, and the teacher's curve."""
+    rows: Dict[str, Dict[int, float]] = {}
+    teacher = data.get('teacher_curve')
+    if teacher and len(teacher) > 1:
+        rows['teacher'] = {int(e): ap for e, ap, *_ in teacher}
+    for method, curves in data.get('curves', {}).items():
+        if not curves or any(not c or len(c) < 2 for c in curves):
+            continue
+        epochs = [int(point[0]) for point in curves[0]]
+        rows[f'{method} ({len(curves)} seeds)'] = {
+            epoch: sum(c[i][1] for c in curves) / len(curves)
+            for i, epoch in enumerate(epochs)
+        }
+    if not rows:
+        return []
+    epochs = sorted({e for row in rows.values() for e in row})
+    lines = ['', 'AP per evaluated epoch (mean over seeds):', '',
+             '| run | ' + ' | '.join(f'ep {e}' for e in epochs) + ' |',
+             '|---|' + '---|' * len(epochs)]
+    for name, row in rows.items():
+        lines.append(f'| {name} | ' + ' | '.join(
+            f'{row[e]:.1f}' if e in row else '' for e in epochs) + ' |')
+    return lines
 
 
 def _figure(data: dict, path: Path) -> None:

@@ -27,14 +27,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from mmengine.config import Config
 
 from ..scope import config_path
-from .methods import Method, Regime
+from .methods import LD_TERM, PKD_LOSS_WEIGHT, Method, Regime
 
 METRICS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75')
+#: The last evaluation's detections of a run: ``work_dir/<this>.bbox.json``.
+PREDICTIONS_PREFIX = 'predictions'
 _PROGRESS = re.compile(r'Epoch\(train\)\s*\[(\d+)\]\[\s*(\d+)/(\d+)\]')
 
 Log = Callable[[str], None]
@@ -59,12 +61,14 @@ def _file_digest(path: Path) -> str:
 
 def run_config(base: str, data_root: Path, epochs: int, seed: int,
                model: Optional[Dict[str, Any]] = None,
-               load_from: Optional[Path] = None) -> Config:
+               load_from: Optional[Path] = None,
+               eval_interval: Optional[int] = None) -> Config:
     """The config of one run: ``base`` trained on ``data_root``.
 
     Linear warm-up over 100 iterations, then the learning rate drops 10x at
     2/3 of the schedule and again before the last epoch; evaluated (COCO AP)
-    once at the end; ``randomness.seed = seed``.
+    at the end (and every ``eval_interval`` epochs: a learning curve);
+    ``randomness.seed = seed``.
 
     Args:
         base (str): The config it starts from: a file or a scope name (see
@@ -74,10 +78,15 @@ def run_config(base: str, data_root: Path, epochs: int, seed: int,
         seed (int): ``randomness.seed``.
         model (dict, optional): Merged into ``model``.
         load_from (Path, optional): Initial weights.
+        eval_interval (int, optional): Evaluate every that many epochs too;
+            None evaluates at the end only.
 
     Returns:
         Config: The whole config (bases resolved), as the run trains it.
     """
+    if eval_interval is not None and not 1 <= eval_interval <= epochs:
+        raise ValueError(f'eval_interval must be in [1, {epochs}] (the '
+                         f'epochs), got {eval_interval}.')
     root = f'{data_root}/'
     ann = f'{root}annotations/instances_val.json'
     milestones = sorted({max(1, round(epochs * 2 / 3)), max(1, epochs - 1)})
@@ -89,7 +98,8 @@ def run_config(base: str, data_root: Path, epochs: int, seed: int,
         test_dataloader=dict(dataset=dict(data_root=root)),
         val_evaluator=dict(ann_file=ann),
         test_evaluator=dict(ann_file=ann),
-        train_cfg=dict(max_epochs=epochs, val_interval=epochs),
+        train_cfg=dict(max_epochs=epochs,
+                       val_interval=eval_interval or epochs),
         param_scheduler=[
             dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0,
                  end=100),
@@ -107,7 +117,9 @@ def run_config(base: str, data_root: Path, epochs: int, seed: int,
 
 
 def method_config(method: Method, regime: Regime, data_root: Path, seed: int,
-                  init: Path, teacher: Optional[Path]) -> Config:
+                  init: Path, teacher: Optional[Path],
+                  eval_interval: Optional[int] = None,
+                  loss_weight: Optional[float] = None) -> Config:
     """The config of one run of ``method`` for ``seed``.
 
     Args:
@@ -117,39 +129,110 @@ def method_config(method: Method, regime: Regime, data_root: Path, seed: int,
         seed (int): The student's seed.
         init (Path): The student's initial weights.
         teacher (Path, optional): The trained teacher (distilling methods).
+        eval_interval (int, optional): See :func:`run_config`.
+        loss_weight (float, optional): The loss's ``loss_weight`` of a
+            method whose weight is measured (``method.loss_weight_from``);
+            required by those, refused for the others.
 
     Returns:
         Config: The run's whole config (see :func:`run_config`).
     """
+    if (loss_weight is None) != (method.loss_weight_from is None):
+        raise ValueError(
+            f'{method.name}: a loss_weight is given exactly for the methods '
+            'whose weight is measured from another method\'s runs '
+            f'(loss_weight_from={method.loss_weight_from!r}); got '
+            f'loss_weight={loss_weight!r}.')
     model = regime.model_overrides()
     if not method.distills:
         return run_config(regime.student_config, data_root,
-                          regime.student_epochs, seed, model, load_from=init)
+                          regime.student_epochs, seed, model, load_from=init,
+                          eval_interval=eval_interval)
     if teacher is None:
         raise ValueError(f'{method.name} distils, so its run needs the '
                          'trained teacher checkpoint; got None.')
-    loss = dict(type=regime.loss_type(method), weight_mode=method.weight_mode)
-    if method.entropy_temperature is not None:
-        loss['entropy_temperature'] = method.entropy_temperature
-    if method.loss_weight is not None:
-        loss['loss_weight'] = method.loss_weight
-    model.update(teacher=dict(checkpoint=str(teacher)), distill_loss=loss)
+    model.update(teacher=dict(checkpoint=str(teacher)))
+    if method.loss_type is not None:
+        loss = dict(type=regime.loss_type(method),
+                    weight_mode=method.weight_mode)
+        if method.entropy_temperature is not None:
+            loss['entropy_temperature'] = method.entropy_temperature
+        if method.loss_weight is not None:
+            loss['loss_weight'] = method.loss_weight
+        if loss_weight is not None:
+            loss['loss_weight'] = loss_weight
+        model.update(distill_loss=loss)
+    if (method.feature_weight_mode is not None
+            or method.box_weight_mode is not None):
+        # named terms replace distill_loss: cls (the KD config's logit loss
+        # with the arm's override, if it has one), box (LD on the box-edge
+        # distributions) and feat (PKD on the FPN levels)
+        terms = {}
+        if 'distill_loss' in model:
+            kd_loss = Config.fromfile(config_path(
+                regime.kd_config)).model.distill_loss.to_dict()
+            terms['cls'] = dict(kd_loss, **model.pop('distill_loss'))
+        if method.box_weight_mode is not None:
+            terms['box'] = dict(LD_TERM, weight_mode=method.box_weight_mode)
+        if method.feature_weight_mode is not None:
+            feat = dict(type='EAPKDLoss',
+                        weight_mode=method.feature_weight_mode,
+                        loss_weight=PKD_LOSS_WEIGHT)
+            if regime.feature_channels is not None:
+                feat.update(student_channels=regime.feature_channels[0],
+                            teacher_channels=regime.feature_channels[1])
+            terms['feat'] = feat
+        model.update(distill_loss=None, distill_terms=terms)
     if method.distill_locations is not None:
         model['distill_locations'] = method.distill_locations
+    if method.distill_rois is not None:
+        model['distill_rois'] = method.distill_rois
     return run_config(regime.kd_config, data_root, regime.student_epochs,
-                      seed, model, load_from=init)
+                      seed, model, load_from=init,
+                      eval_interval=eval_interval)
 
 
-def final_metrics(work_dir: Path) -> Dict[str, float]:
-    """The last COCO metrics logged under ``work_dir`` (newest run)."""
+def _logged_records(work_dir: Path) -> List[dict]:
+    """Every record logged under ``work_dir``, over all its invocations
+    (a resumed run logs into a new timestamped folder), in order."""
     runs = sorted(work_dir.glob('*/vis_data/scalars.json'))
     if not runs:
         raise RuntimeError(f'no metrics were logged under {work_dir}')
-    records = [json.loads(line) for line in runs[-1].read_text().splitlines()]
-    evaluated = [r for r in records if METRICS[0] in r]
-    if not evaluated:
+    return [
+        json.loads(line) for run in runs
+        for line in run.read_text().splitlines()
+    ]
+
+
+def evaluations(work_dir: Path) -> List[Tuple[int, Dict[str, float]]]:
+    """The COCO evaluations logged under ``work_dir``: ``(epoch, metrics)``
+    per evaluated epoch, in order (an epoch evaluated twice, e.g. before
+    and after a resume, counts once, its last value)."""
+    by_epoch: Dict[int, Dict[str, float]] = {}
+    for record in _logged_records(work_dir):
+        if METRICS[0] in record:
+            by_epoch[int(record['step'])] = {
+                key: float(record[key])
+                for key in METRICS
+            }
+    if not by_epoch:
         raise RuntimeError(f'{work_dir} holds no COCO evaluation')
-    return {key: float(evaluated[-1][key]) for key in METRICS}
+    return sorted(by_epoch.items())
+
+
+def final_metrics(work_dir: Path) -> Dict[str, float]:
+    """The COCO metrics of the last evaluated epoch under ``work_dir``."""
+    return evaluations(work_dir)[-1][1]
+
+
+def logged_mean(work_dir: Path, key: str) -> Optional[float]:
+    """The mean of training statistic ``key`` (e.g. ``'ea_weight'``) over
+    every logged iteration under ``work_dir``; None if it was not logged."""
+    values = [
+        float(record[key]) for record in _logged_records(work_dir)
+        if key in record and METRICS[0] not in record
+    ]
+    return sum(values) / len(values) if values else None
 
 
 @dataclass
@@ -190,14 +273,23 @@ def train(run: Run) -> dict:
     config to ``work_dir/config.py``, streams the log to
     ``work_dir/train.log``, keeps ``run.progress`` (0-1) up to date from the
     iteration counter, and writes ``result.json`` (metrics, wall time, key)
-    atomically last.
+    atomically last. The last evaluation's detections are kept as
+    ``work_dir/predictions.bbox.json`` (for :mod:`.noise`); where they go is
+    not part of the run's key.
 
     Returns:
-        dict: The result (``metrics``, ``train_time_s``, ``key``, ...).
+        dict: The result (``metrics``, ``curve``: ``[epoch, AP, AP50,
+        AP75]`` (points) per evaluated epoch, ``ea_weight``: the logged EA
+        weight's mean over training, or None, ``train_time_s``, ``key``,
+        ...).
     """
     run.work_dir.mkdir(parents=True, exist_ok=True)
     config = run.work_dir / 'config.py'
-    run.config.dump(config)
+    dumped = run.config.copy()
+    for evaluator in ('val_evaluator', 'test_evaluator'):
+        dumped[evaluator]['outfile_prefix'] = str(run.work_dir /
+                                                  PREDICTIONS_PREFIX)
+    dumped.dump(config)
     env = dict(os.environ,
                OMP_NUM_THREADS=str(run.threads),
                MKL_NUM_THREADS=str(run.threads))
@@ -219,8 +311,12 @@ def train(run: Run) -> dict:
             f'training {run.name} exited with code {proc.returncode}; log: '
             f'{run.work_dir / "train.log"}\n' + ''.join(run.log_tail[-25:]))
     run.progress = 1.0
+    curve = evaluations(run.work_dir)
     result = dict(name=run.name, seed=run.seed, key=run.key,
-                  metrics=final_metrics(run.work_dir),
+                  metrics=curve[-1][1],
+                  curve=[[epoch] + [round(100 * metrics[k], 2) for k in METRICS]
+                         for epoch, metrics in curve],
+                  ea_weight=logged_mean(run.work_dir, 'ea_weight'),
                   train_time_s=round(time.time() - start, 1),
                   threads=run.threads)
     tmp = run.result_file.with_suffix('.tmp')

@@ -155,3 +155,65 @@ def paired_difference(a: Sequence[float], b: Sequence[float],
         n=int(diff.size), mean=mean, std=std, ci_low=low, ci_high=high,
         confidence=confidence, wins=int((diff > 0).sum()),
         losses=int((diff < 0).sum()))
+
+
+def seeds_for_halfwidth(std: float, halfwidth: float,
+                        confidence: float = 0.95,
+                        max_seeds: int = 1000) -> int:
+    """The fewest seeds whose paired t-interval is at most ``+-halfwidth``.
+
+    The smallest ``n >= 2`` with ``t_{(1 + confidence) / 2, n - 1} * std /
+    sqrt(n) <= halfwidth``: the power statement of a study whose paired
+    differences have standard deviation ``std`` (e.g. measured in pilots).
+
+    Args:
+        std (float): Standard deviation of the per-seed paired differences.
+        halfwidth (float): Wanted half-width of the interval, > 0.
+        confidence (float): Level of the interval.
+        max_seeds (int): Give up beyond this many seeds.
+
+    Returns:
+        int: The number of seeds.
+
+    Raises:
+        ValueError: ``std`` < 0 or not finite, ``halfwidth`` <= 0, or more
+            than ``max_seeds`` seeds needed.
+    """
+    if not (math.isfinite(std) and std >= 0):
+        raise ValueError(f'std must be finite and >= 0, got {std}.')
+    if not halfwidth > 0:
+        raise ValueError(f'halfwidth must be > 0, got {halfwidth}.')
+    for n in range(2, max_seeds + 1):
+        if t_interval_halfwidth(std, n, confidence) <= halfwidth:
+            return n
+    raise ValueError(f'more than {max_seeds} seeds are needed for +-'
+                     f'{halfwidth} at std {std}.')
+
+
+def half_split_noise_std(half_a: Sequence[float],
+                         half_b: Sequence[float]) -> float:
+    """Evaluation noise of a full-set metric from its two disjoint halves.
+
+    A metric measured on two random halves of a validation set, ``a_i`` and
+    ``b_i`` for run (or paired difference) ``i``: the halves' noises are
+    independent and each has twice the variance of the full set's, so
+    ``var(a - b) = 4 var_full`` and the full set's noise standard deviation
+    is ``sd(a - b) / 2`` (``sd`` over the runs, ``n - 1`` degrees of
+    freedom, so that a systematic difference between the halves cancels).
+
+    Args:
+        half_a (Sequence[float]): The metric on half A, per run.
+        half_b (Sequence[float]): On half B, same runs, same order.
+
+    Returns:
+        float: The noise standard deviation of the metric on the full set
+        (``nan`` for fewer than 2 runs).
+    """
+    a = _as_vector(half_a, 'half_a')
+    b = _as_vector(half_b, 'half_b')
+    if a.shape != b.shape:
+        raise ValueError(f'half_a and half_b need one value per run each, '
+                         f'got {a.size} and {b.size}.')
+    if a.size < 2:
+        return math.nan
+    return float(np.std(a - b, ddof=1) / 2)

@@ -35,7 +35,7 @@ from typing import (AbstractSet, Any, Callable, ContextManager, Dict, List,
 import torch
 from torch import Tensor, nn
 
-from ...losses import CLASS_LOGITS, LOSS_TYPES
+from ...losses import CLASS_LOGITS, FEATURES, LOSS_TYPES
 from ..terms import DistillTerm
 
 #: No tensors besides the class logits (an immutable empty mapping).
@@ -168,6 +168,9 @@ class DistillAdapter:
     #: logits, background last) or ``'sigmoid'`` (``num_classes`` independent
     #: logits); the distillation loss must declare the same ``classifier``.
     classifier: str = ''
+    #: Where an EA feature term can take one weight (its loss's
+    #: ``ea_granularity``): every family weighs whole images.
+    ea_granularities: Tuple[str, ...] = ('image', )
 
     def matches(self, detector: nn.Module) -> bool:
         """Whether ``detector`` (a student) belongs to this family."""
@@ -194,8 +197,10 @@ class DistillAdapter:
 
         Called for every term before the teacher is built (``teacher``
         None) and again with the built teacher, before its checkpoint is
-        read. This base serves classification terms only: the term's
-        ``classifier``, if it declares one, must be the family's.
+        read. This base serves classification terms, whose ``classifier``,
+        if they declare one, must be the family's, and feature terms (the
+        core pairs their levels, see :mod:`..features`), whose EA
+        granularity must be one of :attr:`ea_granularities`.
 
         Args:
             term (DistillTerm): The term.
@@ -208,6 +213,17 @@ class DistillAdapter:
             UnsupportedPairError: Naming the term, its loss type and what the
                 heads lack.
         """
+        if term.kind == FEATURES:
+            granularity = term.loss.ea_granularity
+            if (term.loss.weight_mode != 'none'
+                    and granularity not in self.ea_granularities):
+                raise UnsupportedPairError(
+                    f'{term.describe()} has ea_granularity={granularity!r}, '
+                    f'but the {self.family} give EA weights per '
+                    f'{" or per ".join(self.ea_granularities)} only. Set '
+                    f'{term.label}.ea_granularity to one of '
+                    f'{self.ea_granularities}.')
+            return
         if term.kind != CLASS_LOGITS:
             raise UnsupportedPairError(
                 f'{term.describe()} distils {term.compares}, but the '

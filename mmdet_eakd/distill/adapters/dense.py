@@ -330,6 +330,7 @@ class DenseHeadAdapter(DistillAdapter):
 
     family = 'dense one-stage heads (RetinaNet, ATSS, GFL, FCOS)'
     classifier = 'sigmoid'
+    ea_granularities = ('location', 'image')
 
     #: Side of the blank input of :func:`check_feature_maps`, in multiples
     #: of the largest stride.

@@ -243,6 +243,9 @@ class SoftmaxRoIAdapter(DistillAdapter):
     classify with softmax over ``num_classes + 1`` classes."""
 
     classifier = 'softmax'
+    #: Feature terms' EA weights: per sampled RoI (on its RoI features) or
+    #: per image.
+    ea_granularities = ('roi', 'image')
 
     def check_student(self, student: nn.Module) -> None:
         check_softmax_heads(check_two_stage(student, 'student'), 'student')
