@@ -16,9 +16,11 @@ from urllib.parse import urlparse
 
 import torch.hub
 from mmengine.runner import CheckpointLoader
-from mmengine.runner.checkpoint import (get_torchvision_models,
-                                        load_from_http, load_from_mmcls,
-                                        load_from_openmmlab,
+from mmengine.runner.checkpoint import (get_deprecated_model_names,
+                                        get_external_models,
+                                        get_torchvision_models,
+                                        load_from_http, load_from_local,
+                                        load_from_mmcls, load_from_openmmlab,
                                         load_from_torchvision)
 
 #: Failures of the download itself (no route, DNS, refused, HTTP error, cut).
@@ -38,6 +40,17 @@ GENERIC_LOCAL_FILE_HINT = (
     'pass the local file where the URL is given: in the config entry that '
     'names it (for a backbone\'s Pretrained init_cfg: --cfg-options '
     'model.backbone.init_cfg.checkpoint=PATH) or on the command line')
+
+
+#: How to get a torchvision that loads (``torchvision://`` names need it).
+TORCHVISION_FIX = (
+    'bash tools/setup_env.sh builds .venv with the pair of '
+    'requirements/torch.txt (torch 2.13.0, CUDA build, + torchvision 0.28.0; '
+    'remove a .venv whose torch has no torchvision first); in your own '
+    'environment '
+    'install the torchvision release built for your torch (e.g. torch 2.13 '
+    '-> torchvision 0.28, 2.14 -> 0.29; the table is in '
+    'tools/setup_env.sh)')
 
 
 class CheckpointDownloadError(RuntimeError):
@@ -124,3 +137,58 @@ def report_failed_downloads() -> None:
     for prefixes, loader in NETWORK_LOADERS:
         CheckpointLoader.register_scheme(
             prefixes, _reporting_failed_downloads(loader), force=True)
+
+
+def check_checkpoint_name(checkpoint: str) -> str:
+    """Which of mmengine's loaders reads ``checkpoint``, checked offline.
+
+    Nothing is downloaded: a ``scheme://`` name must have a registered
+    loader (else mmengine would read it as a local file), and a
+    ``torchvision://`` / ``modelzoo://`` or ``open-mmlab://`` name must be
+    one of the models that loader knows (torchvision's, or mmengine's list
+    of OpenMMLab models). Local paths and ``http(s)://`` URLs only need
+    their loader.
+
+    Args:
+        checkpoint (str): A path or URL as written in a config.
+
+    Returns:
+        str: The loader's name, e.g. ``'load_from_torchvision'``.
+
+    Raises:
+        ModuleNotFoundError: For a torchvision name when torchvision does
+            not load here; the message says how to get it.
+        ValueError: For a scheme without a loader, or a model name that its
+            loader does not know.
+    """
+    # mmengine's own lookup by prefix (also what load_checkpoint uses).
+    loader = CheckpointLoader._get_checkpoint_loader(checkpoint)
+    name = getattr(loader, '__name__', repr(loader))
+    scheme, sep, model = checkpoint.partition('://')
+    if sep and name == load_from_local.__name__:
+        raise ValueError(
+            f'{checkpoint}: no checkpoint loader is registered for '
+            f'{scheme}://, so mmengine would read it as a local file. Use a '
+            'path, an http(s):// URL, or a name of a registered scheme '
+            '(torchvision://, open-mmlab://, mmcls://).')
+    if name == load_from_torchvision.__name__:
+        try:
+            models = get_torchvision_models()
+        except (ImportError, RuntimeError) as error:
+            raise ModuleNotFoundError(
+                f'{checkpoint} needs torchvision, which does not load here '
+                f'({type(error).__name__}: {error}). To fix: '
+                f'{TORCHVISION_FIX}.') from error
+        # As load_from_torchvision: ResNet50_Weights.IMAGENET1K_V1 works.
+        known = model.lower().replace('_weights', '') in models
+        source = 'torchvision\'s model list'
+    elif name == load_from_openmmlab.__name__:
+        model = get_deprecated_model_names().get(model, model)
+        known = model in get_external_models()
+        source = 'mmengine\'s list of OpenMMLab models (hub/openmmlab.json)'
+    else:
+        known = True
+    if not known:
+        raise ValueError(f'{checkpoint}: {model!r} is not in {source}; '
+                         'check the name.')
+    return name

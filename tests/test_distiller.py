@@ -129,6 +129,51 @@ def test_no_teacher_loss_path_runs(model):
     assert model.teacher.train_cfg is None
 
 
+def test_student_loss_and_other_terms_through_the_public_api(model):
+    """``student_loss`` is the plain detector's loss (no teacher runs);
+    ``build_terms`` + ``loss(..., terms)`` distil with other terms and leave
+    the model's own as they were; a term the pair cannot serve is refused
+    by name, as in a config."""
+    model.train()
+    data = model.data_preprocessor(batch(4), True)
+    inputs, samples = data['inputs'], data['data_samples']
+    ran = []
+    model.teacher.backbone.register_forward_hook(
+        lambda *a: ran.append('teacher'))
+    torch.manual_seed(0)
+    student = model.student_loss(inputs, samples)
+    assert ran == [] and 'loss_kd' not in student
+    plain = MODELS.build(student_model_config(Config.fromfile(
+        str(EAKD_CFG)).model))
+    plain.load_state_dict(model.state_dict())
+    plain.train()
+    torch.manual_seed(0)
+    expected = plain.loss(inputs, samples)
+    assert set(student) == set(expected)
+    for key, value in expected.items():
+        torch.testing.assert_close(student[key], value, msg=key)
+
+    own = model.distill_loss
+    (kd, ) = model.build_terms(
+        distill_loss=dict(type='EAKDLoss', weight_mode='none',
+                          loss_weight=3.0))
+    assert model.distill_loss is own and kd.loss is not own
+    inputs_pair = model.distill_inputs(inputs, samples)
+    with_kd = model.distill_losses(inputs_pair.groups, terms=[kd])
+    with_own = model.distill_losses(inputs_pair.groups)
+    # the same keys; the term's loss_weight scales its loss
+    assert set(with_kd) == set(with_own)
+    (kd_1, ) = model.build_terms(
+        distill_loss=dict(type='EAKDLoss', weight_mode='none'))
+    with_kd_1 = model.distill_losses(inputs_pair.groups, terms=[kd_1])
+    assert float(with_kd_1['loss_kd']) > 0
+    torch.testing.assert_close(with_kd['loss_kd'], 3.0 * with_kd_1['loss_kd'])
+    losses = model.loss(inputs, samples, [kd])
+    assert {'loss_kd', 'loss_cls', 'loss_rpn_cls'} <= set(losses)
+    with pytest.raises(TypeError, match='made for sigmoid'):
+        model.build_terms(distill_loss=dict(type='SigmoidEAKDLoss'))
+
+
 def test_checkpoint_is_plain_student(model, tmp_path):
     student_cfg = student_model_config(Config.fromfile(str(EAKD_CFG)).model)
     assert 'teacher' not in student_cfg and 'distill_loss' not in student_cfg

@@ -155,6 +155,7 @@ class DistillerMixin:
                  teacher_channels_last: bool = False,
                  **kwargs) -> None:
         configs = term_configs(distill_loss, distill_terms)
+        self.check_term_configs(configs)
         super().__init__(**kwargs)
         adapter = adapter_for(self)
         adapter.check_student(self)
@@ -225,10 +226,65 @@ class DistillerMixin:
             return [DistillTerm(LEGACY_TERM, self.distill_loss)]
         return [DistillTerm(name, loss) for name, loss in named.items()]
 
-    def distilled_kinds(self) -> AbstractSet[str]:
-        """The kinds of tensor the terms compare, always with the class
-        logits (the samples' labels and validity come with them)."""
-        return frozenset({CLASS_LOGITS} | {term.kind for term in self.terms()})
+    @classmethod
+    def check_term_configs(cls, configs: Dict[str, dict]) -> None:
+        """Refuse term configs that the family's distiller cannot normalise.
+
+        The core takes any; a family's distiller overrides it (e.g. the dense
+        one needs ``reduction='mean'``). Called before anything is built.
+
+        Args:
+            configs (dict[str, dict]): From :func:`.terms.term_configs`.
+        """
+
+    def build_terms(self, distill_loss: Optional[dict] = None,
+                    distill_terms: Optional[Dict[str, dict]] = None
+                    ) -> List[DistillTerm]:
+        """Terms other than the model's own, built and checked for this pair.
+
+        Takes ``distill_loss`` or ``distill_terms`` as the model config does,
+        refuses what the model's constructor refuses (now against the built
+        teacher too), and leaves the model's own terms as they are. Pass the
+        result to :meth:`loss` to train or time a step with them (e.g. KD and
+        EA-KD on one model).
+
+        Args:
+            distill_loss (dict, optional): One classification term's loss
+                config (its keys are ``loss_kd``, ``ea_weight``, ...).
+            distill_terms (dict[str, dict], optional): Named terms.
+
+        Returns:
+            list[DistillTerm]: The terms, in their config's order.
+
+        Raises:
+            ValueError: For a feature term, or what the constructor refuses.
+        """
+        configs = term_configs(distill_loss, distill_terms)
+        self.check_term_configs(configs)
+        device = next(self.parameters()).device
+        terms = [
+            DistillTerm(name, MODELS.build(cfg).to(device))
+            for name, cfg in configs.items()
+        ]
+        for term in terms:
+            if term.kind == FEATURES:
+                raise ValueError(
+                    f'{term.describe()} compares features; build_terms '
+                    'serves classification and box-distribution terms (a '
+                    'feature term pairs the FPN levels when the model is '
+                    'built). Build a model from a config with it instead.')
+            self.adapter.check_term(term, self)
+            self.adapter.check_term(term, self, self.teacher)
+        return terms
+
+    def distilled_kinds(self,
+                        terms: Optional[Sequence[DistillTerm]] = None
+                        ) -> AbstractSet[str]:
+        """The kinds of tensor the terms compare (the model's own, or
+        ``terms``), always with the class logits (the samples' labels and
+        validity come with them)."""
+        terms = self.terms() if terms is None else terms
+        return frozenset({CLASS_LOGITS} | {term.kind for term in terms})
 
     def feature_terms(self) -> List[DistillTerm]:
         """The terms that compare features."""
@@ -407,8 +463,25 @@ class DistillerMixin:
                                        samples, LOGITS_ONLY)
         return [output[CLASS_LOGITS] for output in outputs]
 
+    def student_loss(self, batch_inputs: Tensor,
+                     batch_data_samples: SampleList) -> Dict[str, Tensor]:
+        """The student's own detection losses: the plain detector's ``loss``,
+        with no teacher and no distillation term.
+
+        Args:
+            batch_inputs (Tensor): Inputs, shape (B, 3, H, W).
+            batch_data_samples (list[DetDataSample]): Data samples with
+                ``gt_instances``.
+
+        Returns:
+            dict[str, Tensor]: What the plain student config's model returns.
+        """
+        return super().loss(batch_inputs, batch_data_samples)
+
     def distill_inputs(self, batch_inputs: Tensor,
-                       batch_data_samples: SampleList) -> DistillInputs:
+                       batch_data_samples: SampleList,
+                       terms: Optional[Sequence[DistillTerm]] = None
+                       ) -> DistillInputs:
         """Run the student's loss pass; pair its tensors with the teacher's.
 
         The student's detection loss runs once, unchanged; the adapter
@@ -425,6 +498,9 @@ class DistillerMixin:
             batch_inputs (Tensor): Inputs, shape (B, 3, H, W).
             batch_data_samples (list[DetDataSample]): Data samples with
                 ``gt_instances``.
+            terms (Sequence[DistillTerm], optional): The terms whose kinds
+                of tensor to pair (:meth:`build_terms`); the model's own by
+                default.
 
         With feature terms, the student's features are recorded from the
         same pass (the output of its neck, or backbone without a neck), and
@@ -436,13 +512,16 @@ class DistillerMixin:
             DistillInputs: The detection losses (and ``teacher_unusable``),
             the groups and the features.
         """
-        kinds = self.distilled_kinds() - {FEATURES}
+        # Given terms are classification or box terms (build_terms), which
+        # need the teacher's head.
+        uses_head = self.uses_teacher_head if terms is None else True
+        kinds = self.distilled_kinds(terms) - {FEATURES}
         student_feats: List[Tuple[Tensor, ...]] = []
         capture = (self.adapter.capture(self, kinds)
-                   if self.uses_teacher_head else contextlib.nullcontext([]))
+                   if uses_head else contextlib.nullcontext([]))
         with capture as captured, self._record_features(student_feats):
-            losses = super().loss(batch_inputs, batch_data_samples)
-        if self.uses_teacher_head and not captured:
+            losses = self.student_loss(batch_inputs, batch_data_samples)
+        if uses_head and not captured:
             raise RuntimeError(
                 f'The student\'s loss pass gave its {self.adapter.family} '
                 'adapter no samples to distill.')
@@ -455,7 +534,7 @@ class DistillerMixin:
                     'extract_feat to run once per step; its neck ran '
                     f'{len(student_feats)} times.')
             features = FeaturePair(student_feats[0], feats)
-        if not self.uses_teacher_head:
+        if not uses_head:
             losses[TEACHER_UNUSABLE] = batch_inputs.new_zeros(())
             return DistillInputs(losses, [], features)
         teacher = self.teacher_outputs(batch_inputs, batch_data_samples,
@@ -527,7 +606,8 @@ class DistillerMixin:
 
     def distill_losses(self,
                        groups: Sequence[LogitGroup],
-                       features: Optional[FeaturePair] = None
+                       features: Optional[FeaturePair] = None,
+                       terms: Optional[Sequence[DistillTerm]] = None
                        ) -> Dict[str, Tensor]:
         """Every term's losses and statistics: the other terms
         (:meth:`term_losses`), then the feature terms
@@ -538,6 +618,9 @@ class DistillerMixin:
             groups (Sequence[LogitGroup]): The step's groups.
             features (FeaturePair, optional): The step's features (given
                 when a feature term exists).
+            terms (Sequence[DistillTerm], optional): Classification or box
+                terms (:meth:`build_terms`) in place of the model's own
+                terms, feature terms included. Defaults to None.
 
         Returns:
             dict[str, Tensor]: The union over the terms, each under its own
@@ -547,10 +630,10 @@ class DistillerMixin:
         losses: Dict[str, Tensor] = {}
         self._step_entropies: Dict[str, list] = {}
         try:
-            for term in self.terms():
+            for term in self.terms() if terms is None else terms:
                 if term.kind != FEATURES:
                     losses.update(self.term_losses(term, groups))
-            for term in self.feature_terms():
+            for term in self.feature_terms() if terms is None else ():
                 losses.update(
                     self.feature_term_losses(term, groups, features))
         finally:
@@ -668,42 +751,52 @@ class DistillerMixin:
         return [per_image] * len(levels)
 
     def loss(self, batch_inputs: Tensor,
-             batch_data_samples: SampleList) -> Dict[str, Tensor]:
+             batch_data_samples: SampleList,
+             terms: Optional[Sequence[DistillTerm]] = None
+             ) -> Dict[str, Tensor]:
         """Detection losses of the student plus the distillation terms.
 
         Args:
             batch_inputs (Tensor): Inputs, shape (B, 3, H, W).
             batch_data_samples (list[DetDataSample]): Data samples with
                 ``gt_instances``.
+            terms (Sequence[DistillTerm], optional): Terms to distil instead
+                of the model's own (:meth:`build_terms`). Defaults to None.
 
         Returns:
             dict[str, Tensor]: The student's losses and those of
             :meth:`distill_losses`.
         """
-        inputs = self.distill_inputs(batch_inputs, batch_data_samples)
+        inputs = self.distill_inputs(batch_inputs, batch_data_samples, terms)
         losses = inputs.losses
-        losses.update(self.distill_losses(inputs.groups, inputs.features))
+        losses.update(
+            self.distill_losses(inputs.groups, inputs.features, terms))
         return losses
 
     def parse_losses(self, losses: Dict[str, Tensor]
                      ) -> Tuple[Tensor, Dict[str, Tensor]]:
         """mmengine's ``parse_losses``, with per-group KD terms logged only.
 
-        ``f'{group}.{key}'`` (``key`` a term's ``loss_kd`` key) are parts of
+        ``f'{group}.{key}'`` (``key`` a term's ``loss_kd`` key: ``loss_kd``
+        or ``loss_kd_<name>``, whichever terms gave the losses) are parts of
         that term's loss; summing them into the total loss too would count
         them twice.
         """
-        keys = {term.key(KD_LOSS) for term in self.terms()}
         parts = {
             key: value
             for key, value in losses.items()
-            if key.partition('.')[2] in keys
+            if is_kd_loss_key(key.partition('.')[2])
         }
         summed = {key: v for key, v in losses.items() if key not in parts}
         loss, log_vars = super().parse_losses(summed)
         log_vars.update(
             (key, value.detach().mean()) for key, value in parts.items())
         return loss, log_vars
+
+
+def is_kd_loss_key(key: str) -> bool:
+    """Whether ``key`` is a term's ``loss_kd`` key (``DistillTerm.key``)."""
+    return key == KD_LOSS or key.startswith(f'{KD_LOSS}_')
 
 
 def is_distill_config(model_cfg: dict) -> bool:

@@ -9,7 +9,7 @@ from mmdet.registry import MODELS
 from ..distill import DISTILL_ARGS, DistillerMixin, LogitGroup
 from ..distill.adapters.dense import check_locations
 from ..distill.core import RowWeights
-from ..distill.terms import DistillTerm, term_configs, term_label
+from ..distill.terms import DistillTerm, term_label
 from ..losses import image_weights, location_weight_map
 
 
@@ -83,7 +83,16 @@ class DenseDistillSingleStageDetector(DistillerMixin, SingleStageDetector):
                  teacher_score_thr: Optional[float] = None,
                  **kwargs) -> None:
         check_locations(distill_locations, teacher_score_thr)
-        for name, cfg in term_configs(distill_loss, distill_terms).items():
+        super().__init__(teacher=teacher, distill_loss=distill_loss,
+                         distill_terms=distill_terms, **kwargs)
+        self.distill_locations = distill_locations
+        self.teacher_score_thr = teacher_score_thr
+
+    @classmethod
+    def check_term_configs(cls, configs: Dict[str, dict]) -> None:
+        """Refuse a term whose ``reduction`` is not the default ``'mean'``:
+        the dense distiller normalises the per-location terms itself."""
+        for name, cfg in configs.items():
             reduction = cfg.get('reduction', 'mean')
             if reduction != 'mean':
                 label = term_label(name)
@@ -92,10 +101,6 @@ class DenseDistillSingleStageDetector(DistillerMixin, SingleStageDetector):
                     'distiller normalises the per-location KD terms itself '
                     'and needs the default "mean" (use '
                     f'{label}.loss_weight to scale the loss).')
-        super().__init__(teacher=teacher, distill_loss=distill_loss,
-                         distill_terms=distill_terms, **kwargs)
-        self.distill_locations = distill_locations
-        self.teacher_score_thr = teacher_score_thr
 
     @classmethod
     def student_type(cls, model_cfg: dict) -> str:

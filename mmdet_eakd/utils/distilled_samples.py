@@ -1,14 +1,20 @@
 """The samples training steps distill, collected through the public API."""
-from typing import Dict, List, NamedTuple, Optional, Sequence
+import os.path as osp
+import sys
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, load_checkpoint
 from mmengine.runner.utils import set_random_seed
-from torch import Tensor
+from mmengine.utils import ProgressBar
+from torch import Tensor, nn
 
+from mmdet.models.detectors import TwoStageDetector
 from mmdet.registry import MODELS
+from ..distill import student_model_config
+from ..models import RoIDistillTwoStageDetector
 
 
 class DistilledSamples(NamedTuple):
@@ -19,16 +25,22 @@ class DistilledSamples(NamedTuple):
         teacher (Tensor): Shape (N, C).
         labels (Tensor): Shape (N,), long.
         batches (int): Training batches they came from.
+        images (int): Images in those batches.
     """
     student: Tensor
     teacher: Tensor
     labels: Tensor
     batches: int
+    images: int
 
 
 @torch.no_grad()
-def collect_distilled_samples(model: torch.nn.Module, data_loader,
-                              num_batches: int) -> DistilledSamples:
+def collect_distilled_samples(model: nn.Module,
+                              data_loader,
+                              num_batches: int,
+                              student: Optional[nn.Module] = None,
+                              max_samples: Optional[int] = None,
+                              progress: bool = False) -> DistilledSamples:
     """Run ``model.distill_inputs`` on training batches (no update).
 
     Args:
@@ -36,23 +48,138 @@ def collect_distilled_samples(model: torch.nn.Module, data_loader,
             BatchNorm uses its running statistics).
         data_loader (Iterable): Yields mmdet training batches.
         num_batches (int): How many batches (fewer if the loader ends).
+        student (nn.Module, optional): A detector of the student's head
+            family that classifies the sampled samples in place of
+            ``model``'s own student (through ``model.adapter.logits``).
+        max_samples (int, optional): Stop once this many samples are
+            collected, and keep that many.
+        progress (bool): Show a progress bar on stdout.
 
     Returns:
         DistilledSamples: The selected samples of every group.
+
+    Raises:
+        ValueError: When the batches gave no sample to distill.
     """
     parts: Dict[str, List[Tensor]] = dict(student=[], teacher=[], labels=[])
-    batches = 0
+    batches = images = count = 0
+    bar = (ProgressBar(min(num_batches, len(data_loader)), file=sys.stdout)
+           if progress else None)
     for data in data_loader:
-        if batches == num_batches:
-            break
         data = model.data_preprocessor(data, True)
         inputs = model.distill_inputs(data['inputs'], data['data_samples'])
+        feats = (student.extract_feat(data['inputs'])
+                 if student is not None else None)
         for group in inputs.groups:
-            parts['student'].append(group.student[group.valid].float())
+            logits = group.student if student is None else (
+                model.adapter.logits(student, feats, group.samples))
+            parts['student'].append(logits[group.valid].float())
             parts['teacher'].append(group.teacher[group.valid].float())
             parts['labels'].append(group.labels[group.valid])
+            count += int(group.valid.sum())
         batches += 1
-    return DistilledSamples(*(torch.cat(v) for v in parts.values()), batches)
+        images += len(data['data_samples'])
+        if bar is not None:
+            bar.update()
+        if batches >= num_batches or (max_samples and count >= max_samples):
+            break
+    if bar is not None:
+        sys.stdout.write('\n')
+    if count == 0:
+        raise ValueError(
+            f'No samples to distill in {batches} batch(es): check that the '
+            'data has annotated images and the model config samples RoIs.')
+    keep = slice(0, max_samples)
+    return DistilledSamples(
+        *(torch.cat(v)[keep] for v in parts.values()), batches, images)
+
+
+def require_file(path: str, what: str) -> None:
+    """Raise FileNotFoundError, naming ``what``, unless ``path`` is a file.
+
+    URLs (``scheme://...``) and scoped config names (``mmdet::...``) are
+    not checked.
+    """
+    if '://' not in path and '::' not in path and not osp.isfile(path):
+        raise FileNotFoundError(f'{what} {path!r} does not exist.')
+
+
+def load_strict(model: nn.Module, checkpoint: str, what: str) -> None:
+    """Load ``checkpoint`` strictly into ``model``.
+
+    Raises:
+        FileNotFoundError: Naming ``what`` when the file does not exist.
+        ValueError: Naming ``what`` and the keys when it does not fit.
+    """
+    require_file(checkpoint, what.capitalize())
+    try:
+        load_checkpoint(model, checkpoint, map_location='cpu', strict=True,
+                        logger='silent')
+    except RuntimeError as error:
+        raise ValueError(f'The {what} {checkpoint!r} does not fit the model '
+                         f'config: {error}') from error
+
+
+def build_roi_probe(model_cfg: dict, teacher_config: str,
+                    teacher_checkpoint: str,
+                    student_checkpoint: Optional[str] = None,
+                    teacher_samples: bool = False
+                    ) -> Tuple[nn.Module, Optional[nn.Module]]:
+    """A RoI distiller whose training steps sample the RoIs to analyse.
+
+    Args:
+        model_cfg (dict): A two-stage model config (plain or distilling) with
+            a ``train_cfg`` (its RPN proposals and RoI sampler).
+        teacher_config (str): The teacher's config (path or scoped name).
+        teacher_checkpoint (str): The teacher's weights.
+        student_checkpoint (str, optional): The student's weights; without
+            them the student keeps a random initialisation.
+        teacher_samples (bool): Let the teacher's own RPN and sampler choose
+            the RoIs (the probe's student gets the teacher's weights, so
+            ``model_cfg`` must be the teacher's) and classify them with a
+            separate, randomly initialised student of ``model_cfg``'s
+            architecture.
+
+    Returns:
+        tuple[nn.Module, nn.Module | None]: The probe (a
+        ``RoIDistillTwoStageDetector`` in eval mode, plain KD) and the
+        separate student (eval mode) for ``teacher_samples``, else None.
+
+    Raises:
+        ValueError: For a model that is no two-stage detector (naming the
+            tool for dense ones), one without ``train_cfg``, or a checkpoint
+            that does not fit.
+        FileNotFoundError: For a missing checkpoint.
+    """
+    plain_cfg = student_model_config(model_cfg)
+    kind = plain_cfg.get('type')
+    cls = MODELS.get(kind) if isinstance(kind, str) else kind
+    if not (isinstance(cls, type) and issubclass(cls, TwoStageDetector)):
+        raise ValueError(
+            f'The model is a {kind}; this analysis reads the RoIs of '
+            'two-stage detectors. For a dense (one-stage) detector, use '
+            'tools/sweep_entropy_temperature.py with its KD / EA-KD config.')
+    if not plain_cfg.get('train_cfg'):
+        raise ValueError(
+            'The model config has no train_cfg: RoI sampling needs its '
+            'rpn_proposal and rcnn assigner/sampler settings.')
+    require_file(teacher_checkpoint, 'Teacher checkpoint')
+    probe = MODELS.build(
+        dict(plain_cfg, type=RoIDistillTwoStageDetector,
+             teacher=dict(config=teacher_config,
+                          checkpoint=teacher_checkpoint),
+             distill_loss=dict(type='EAKDLoss', weight_mode='none')))
+    separate = None
+    if teacher_samples:
+        load_strict(probe, teacher_checkpoint, 'teacher checkpoint')
+        separate = MODELS.build(plain_cfg)
+        separate.init_weights()
+        separate.eval()
+    elif student_checkpoint:
+        load_strict(probe, student_checkpoint, 'student checkpoint')
+    else:
+        probe.init_weights()
+    return probe.eval(), separate
 
 
 def sweep_config(cfg: Config, teacher_checkpoint: str,

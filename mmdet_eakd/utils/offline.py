@@ -12,7 +12,7 @@ import contextlib
 import copy
 import logging
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Dict, Iterator, Union
 
 import torch
 from mmengine.config import Config, ConfigDict
@@ -88,6 +88,40 @@ def strip_pretrained_init(cfg: Any) -> Any:
     if isinstance(cfg, (list, tuple)):
         return type(cfg)(strip_pretrained_init(value) for value in cfg)
     return copy.deepcopy(cfg)
+
+
+def pretrained_checkpoints(cfg: Any, key: str = '') -> Dict[str, str]:
+    """Every checkpoint a config makes its model read at start.
+
+    The ``checkpoint`` of each ``Pretrained`` init (also inside a list of
+    init configs), every ``pretrained=`` string, the distillation teacher's
+    ``checkpoint`` and the top-level ``load_from``: what
+    :func:`strip_pretrained_init` and :func:`offline_config` replace.
+
+    Args:
+        cfg (Any): A config (or a part of one); not modified.
+        key (str): The dotted key of ``cfg`` in its config (for the result).
+
+    Returns:
+        dict[str, str]: Dotted config key -> path or URL, e.g.
+        ``{'model.backbone.init_cfg.checkpoint': 'torchvision://resnet18'}``.
+    """
+    found: Dict[str, str] = {}
+    prefix = f'{key}.' if key else ''
+    if isinstance(cfg, dict):
+        if cfg.get('type') == 'Pretrained' and cfg.get('checkpoint'):
+            found[f'{prefix}checkpoint'] = cfg['checkpoint']
+        for name, value in cfg.items():
+            if (name in ('pretrained', 'load_from')
+                    or (name == 'checkpoint' and key.endswith('teacher'))):
+                if isinstance(value, str):
+                    found[f'{prefix}{name}'] = value
+            elif isinstance(value, (dict, list, tuple)):
+                found.update(pretrained_checkpoints(value, f'{prefix}{name}'))
+    elif isinstance(cfg, (list, tuple)):
+        for index, value in enumerate(cfg):
+            found.update(pretrained_checkpoints(value, f'{prefix}{index}'))
+    return found
 
 
 def teacher_model_config(cfg: Config,
