@@ -80,3 +80,34 @@ def test_dist_test_uses_the_venv(checkout):
     assert call.startswith(f"{checkout['venv']} -m torch.distributed.run ")
     assert call.endswith(
         f'{tools}/test.py cfg.py epoch_1.pth --launcher pytorch')
+
+
+END_RUN = '''
+import atexit, sys
+import torch.distributed as dist
+from mmdet_eakd.engine import end_distributed_run
+end_distributed_run()  # no process group: returns
+atexit.register(lambda: print('finalised', flush=True))
+dist.init_process_group('gloo', init_method='tcp://127.0.0.1:{port}',
+                        rank=0, world_size=1)
+print('trained', flush=True)
+sys.stderr.write('unflushed')
+end_distributed_run()
+print('after the run')
+'''
+
+
+def test_a_cpu_distributed_rank_ends_after_destroying_its_group():
+    """end_distributed_run destroys the group, flushes, and leaves with exit
+    code 0 before interpreter finalisation (where gloo's threads abort a CPU
+    rank intermittently): atexit handlers and later code do not run."""
+    import sys
+
+    from conftest import free_port
+    result = subprocess.run(
+        [sys.executable, '-c', END_RUN.format(port=free_port())], cwd=ROOT,
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, 'CUDA_VISIBLE_DEVICES': ''})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ['trained']
+    assert result.stderr.endswith('unflushed')

@@ -4,7 +4,7 @@ from .hooks import (DistillStateCheckpointHook, MainProcessLoggerHook,
 from .mmdet_tools import (RunnerGate, bind_runner, load_mmdet_tool,
                           mmdet_tool_candidates, run_mmdet_tool,
                           tool_runner_class)
-from .runner import EAKDRunner, StudentRunner, destroy_process_group
+from .runner import EAKDRunner, StudentRunner, end_distributed_run
 from .threads import cpu_thread_share, share_cpu_threads
 
 __all__ = [
@@ -12,6 +12,6 @@ __all__ = [
     'RunnerGate', 'bind_runner', 'load_mmdet_tool', 'mmdet_tool_candidates',
     'run_mmdet_tool', 'tool_runner_class', 'EAKDRunner',
     'StudentRunner', 'TorchSafeCheckpointHook', 'DistillStateCheckpointHook',
-    'MainProcessLoggerHook', 'destroy_process_group',
+    'MainProcessLoggerHook', 'end_distributed_run',
     'cpu_thread_share', 'share_cpu_threads'
 ]

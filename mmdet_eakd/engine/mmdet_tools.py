@@ -28,7 +28,7 @@ from mmengine.runner import Runner
 from mmdet.registry import RUNNERS
 from ..downloads import CheckpointDownloadError
 from ..scope import config_path
-from .runner import destroy_process_group
+from .runner import end_distributed_run
 
 
 def mmdet_tool_candidates(name: str) -> List[Path]:
@@ -173,7 +173,8 @@ def run_mmdet_tool(name: str, runner_cls: type) -> None:
 
     A checkpoint URL that cannot be fetched ends the process with one message
     (:class:`CheckpointDownloadError`), and a distributed run tears its process
-    group down on every rank together before it exits.
+    group down on every rank together before it exits
+    (:func:`end_distributed_run`).
 
     Args:
         name (str): ``'train'`` or ``'test'``.
@@ -186,4 +187,4 @@ def run_mmdet_tool(name: str, runner_cls: type) -> None:
         tool.main()
     except CheckpointDownloadError as error:
         sys.exit(f'error: {error}')
-    destroy_process_group()
+    end_distributed_run()

@@ -15,7 +15,9 @@
 """
 import copy
 import datetime
+import logging
 import os
+import sys
 from typing import Optional
 
 import torch
@@ -131,15 +133,29 @@ class StudentRunner(EAKDRunner):
         return super().from_cfg(cfg)
 
 
-def destroy_process_group() -> None:
-    """Tear the process group down, on every rank together, before exit.
+def end_distributed_run() -> None:
+    """Tear the process group down, on every rank together, and end a CPU
+    distributed run's process; nothing for a single-process run.
 
-    mmengine never destroys it. A rank that exits while another is still
-    working (e.g. rank 0 computing the COCO metrics) closes its gloo
-    connections under the other's feet, which intermittently aborts a rank
-    ("terminate called without an active exception") after a run that
-    finished. A barrier first lets every rank finish, then all destroy.
+    mmengine never destroys the process group. A rank that exits while
+    another is still working (e.g. rank 0 computing the COCO metrics) closes
+    its gloo connections under the other's feet, so a barrier first lets
+    every rank finish, then all destroy the group. Even then, gloo's worker
+    threads intermittently abort the interpreter's finalisation on CPU
+    ("terminate called without an active exception", exit code -6, after a
+    run that finished and wrote everything; seen in about one of three
+    2-process runs on a loaded 2-core machine), which fails the whole
+    ``torchrun`` launch. So a CPU distributed rank, once its group is gone,
+    flushes its output and logs and leaves with ``os._exit(0)``, skipping
+    that finalisation. mmengine's hooks have already closed the
+    visualizer's writers (``after_run``). A CUDA run exits normally.
     """
-    if torch_dist.is_available() and torch_dist.is_initialized():
-        torch_dist.barrier()
-        torch_dist.destroy_process_group()
+    if not (torch_dist.is_available() and torch_dist.is_initialized()):
+        return
+    torch_dist.barrier()
+    torch_dist.destroy_process_group()
+    if cpu_only():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(0)
