@@ -46,9 +46,11 @@ def test_every_shipped_config_trains_one_step_offline():
     assert feature_configs <= names
     assert {name.replace('r101_r18', 'teacher_tiny_synthetic')
             for name in feature_configs} <= names
-    # RTMDet: l -> tiny and x -> s with KD / EA-KD, and synthetic twins
+    # RTMDet: l -> tiny and x -> s with KD / EA-KD / EA-KD + EA-PKD, and
+    # synthetic twins
     assert {'kd_rtmdet_l_tiny.py', 'eakd_rtmdet_l_tiny.py',
             'kd_rtmdet_x_s.py', 'eakd_rtmdet_x_s.py',
+            'eakd_eapkd_rtmdet_l_tiny.py', 'eakd_eapkd_rtmdet_x_s.py',
             'rtmdet_tiny_synthetic.py', 'kd_rtmdet_teacher_tiny_synthetic.py',
             'eakd_rtmdet_teacher_tiny_synthetic.py'} <= names
     result = _run('--img-size', '128')
