@@ -149,6 +149,7 @@ def test_demo_short_mode_reuses_the_study_runs(short_study):
     assert [(c['method'], c['reference']) for c in data['comparisons']] == [
         ('KD', 'student'), ('EA-KD', 'student'), ('EA-KD', 'KD')]
     assert '| EA-KD − KD |' in out and 'EA-KD demo' in out
+    assert "[demo] regime 'frcnn-short' (--short)" in out
 
 
 def test_control_arms_measured_weight_and_foreground_rois(short_study):
