@@ -301,7 +301,7 @@ REGIMES: Dict[str, Regime] = {
     # "Evidence"): one teacher, a ResNet and a MobileNetV2 student.
     'frcnn-conv': _frcnn_converged('frcnn-conv', 'r14', 28,
                                    teacher_epochs=60, student_epochs=60),
-    'frcnn-mv2-conv': _frcnn_converged('frcnn-mv2-conv', 'mv2', 32,
+    'frcnn-mv2-conv': _frcnn_converged('frcnn-mv2-conv', 'mv2x025', 32,
                                        teacher_epochs=60, student_epochs=60),
     # CI: the same code path with a tiny data set and one short epoch.
     'frcnn-short': _frcnn('frcnn-short', teacher_epochs=1, student_epochs=1,
