@@ -10,6 +10,9 @@ from conftest import SYNTHETIC_CONFIGS, load_tool, python_tool, run_tool
 
 EAKD_CFG = SYNTHETIC_CONFIGS / 'eakd_frcnn_teacher_tiny_synthetic.py'
 CASCADE_CFG = SYNTHETIC_CONFIGS / 'cascade_eakd_teacher_tiny_synthetic.py'
+#: cls (SigmoidEAKDLoss), box (EALDLoss), feat (EAPKDLoss) on a GFL pair.
+TERMS_CFG = SYNTHETIC_CONFIGS / 'eakd_eald_eapkd_gfl_teacher_tiny_synthetic.py'
+TERM_NAMES = ('cls', 'box', 'feat')
 ROOT = SYNTHETIC_CONFIGS.parents[1]
 
 
@@ -143,6 +146,127 @@ def test_variant_subset_sizes_and_teacher_autocast(tmp_path):
         'eakd_minus_student_over_teacher_forward <= 1.1'}
 
 
+def test_named_terms_run_times_each_term_and_their_sum(tmp_path):
+    """A config with named terms (cls EA-KD, box EA-LD, feat EA-PKD): the
+    student, the teacher forward, each term alone and all together, with
+    each one's extra cost over the student step and the sum's over the
+    teacher forward, as ratios with intervals; no targets."""
+    tool = load_tool('benchmark_distill')
+    out = tmp_path / 'bench.json'
+    result = run_tool(
+        python_tool('benchmark_distill.py') + [
+            '--config', str(TERMS_CFG), '--img-size', '64', '--batch-size',
+            '1', '--steps', '2', '--warmup', '0', '--memory-steps', '0',
+            '--json', str(out)
+        ],
+        cwd=tmp_path, timeout=300)
+    (res, ) = json.loads(out.read_text())['results']
+    variants = ['student', 'teacher_forward'] + [
+        f'term:{name}' for name in TERM_NAMES] + ['terms']
+    assert list(res['variants']) == variants
+    assert res['num_rois'] > 0
+    for name, row in res['variants'].items():
+        assert len(row['times_s']) == 2, name
+        assert all(math.isfinite(t) and t > 0 for t in row['times_s']), name
+        assert row['median_s'] > 0, name
+    expected = tool.terms_ratios(TERM_NAMES)
+    assert set(expected) == {
+        'term:cls_minus_student_over_student',
+        'term:box_minus_student_over_student',
+        'term:feat_minus_student_over_student',
+        'terms_minus_student_over_student',
+        'terms_minus_student_over_teacher_forward',
+    }
+    ratios, intervals = res['ratios'], res['ratio_intervals']
+    assert set(ratios) == set(expected) | {'memory_over_student'}
+    for key in expected:
+        assert math.isfinite(ratios[key]), key
+        low, high = intervals[key]
+        assert low <= ratios[key] <= high, key
+        assert key in result.stdout
+    assert res['targets'] == {}
+    assert 'term:feat' in result.stdout
+
+
+@pytest.fixture(scope='module')
+def terms_bench(tmp_path_factory):
+    """The benchmark's models and batch for TERMS_CFG (64 x 64, 1 image)."""
+    from mmdet_eakd.utils import offline_config, register_modules
+    from mmdet_eakd.utils.benchmark import DistillBench
+    register_modules()
+    work_dir = tmp_path_factory.mktemp('terms_bench')
+    cfg = offline_config(str(TERMS_CFG), str(work_dir), seed=0)
+    variants = ['student', 'teacher_forward'] + [
+        f'term:{name}' for name in TERM_NAMES] + ['terms']
+    return DistillBench(cfg, variants, (64, 64), 1, 'cpu', 0)
+
+
+def test_a_term_step_distils_that_term_only(terms_bench, monkeypatch):
+    """The step of ``term:<name>`` trains on that term's losses only (the
+    other terms' keys are absent, so it would fail if every term always
+    ran); ``terms`` on all three; the student step on none."""
+    bench = terms_bench
+    stepped = []
+    update = bench._update
+    monkeypatch.setattr(
+        bench, '_update',
+        lambda model, optim, losses: (stepped.append(set(losses)),
+                                      update(model, optim, losses)))
+    bench.run('student')
+    (student, ) = stepped
+    student |= {'teacher_unusable'}
+    assert not any(key.startswith('loss_kd') for key in student)
+    for name in TERM_NAMES:
+        stepped.clear()
+        assert bench.run(f'term:{name}') > 0
+        (keys, ) = stepped
+        distilled = keys - student
+        assert {f'loss_kd_{name}', f'ea_weight_{name}'} <= distilled, name
+        assert all(key.endswith(f'_{name}') for key in distilled), (
+            name, distilled)
+    stepped.clear()
+    bench.run('terms')
+    (keys, ) = stepped
+    assert {f'loss_kd_{name}' for name in TERM_NAMES} <= keys
+
+
+@pytest.mark.parametrize('config, variants, match', [
+    (TERMS_CFG, ['student', 'dkd'],
+     r"distils named distill_terms \(cls, box, feat\); the variants "
+     r"\['dkd'\] swap .* Nor would \['dkd'\] run on this sigmoid family: "
+     r'DKD has no sigmoid loss \(term cls is SigmoidEAKDLoss\)\. Time each '
+     r'term alone and all together instead: --variants student '
+     r'teacher_forward term:cls term:box term:feat terms'),
+    (TERMS_CFG, ['eakd', 'naive'],
+     r"the variants \['eakd', 'naive'\] swap the type and weight mode of "
+     r'one distill_loss'),
+    (TERMS_CFG, ['term:nope'],
+     r"has no variants \['term:nope'\] \(its variants: \['student', "
+     r"'teacher_forward', 'term:cls'"),
+    (EAKD_CFG, ['student', 'term:cls', 'terms'],
+     r"has one distill_loss and no named distill_terms, so it has no "
+     r"variants \['term:cls', 'terms'\] .* Time its KD / EA-KD variants "
+     r"instead: \['student', 'teacher_forward', 'kd', 'eakd', 'dkd'"),
+])
+def test_variants_a_config_cannot_run_fail_clearly(tmp_path, config,
+                                                   variants, match):
+    """A variant of one distill_loss asked of named terms (e.g. DKD on a
+    sigmoid GFL), a term the config lacks, or named-term variants asked of
+    one distill_loss: refused with the cause and the fix."""
+    tool = load_tool('benchmark_distill')
+    settings = tool.settings_from(tool.parse_args(
+        ['--config', str(config), '--variants', *variants]))
+    with pytest.raises(ValueError, match=match):
+        tool.benchmark_config(str(config), settings, str(tmp_path))
+
+
+def test_term_variants_are_accepted_by_the_command_line():
+    tool = load_tool('benchmark_distill')
+    args = tool.parse_args(['--config', str(TERMS_CFG), '--variants',
+                            'student', 'term:cls', 'term:feat', 'terms'])
+    assert args.variants == ['student', 'term:cls', 'term:feat', 'terms']
+
+
 @pytest.mark.parametrize('argv, match', [
     (['--steps', '0'], '--steps must be >= 1'),
     (['--warmup', '-1'], '--warmup must be >= 0'),
@@ -150,6 +274,8 @@ def test_variant_subset_sizes_and_teacher_autocast(tmp_path):
     (['--img-size', '96x'], '--img-size must be a side (e.g. 320) or WxH'),
     (['--img-size', '0x64'], '--img-size sides must be >= 1'),
     (['--variants', 'kd', 'fast'], "unknown --variants ['fast']"),
+    (['--variants', 'term:', 'term:1x'],
+     "unknown --variants ['term:', 'term:1x']"),
     (['--variants', 'eakd_amp'], 'need --teacher-autocast'),
     (['--variants', 'eakd_cl'], 'need --channels-last'),
 ])

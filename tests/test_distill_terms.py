@@ -18,7 +18,6 @@ teacher checkpoints written here. What is checked:
 - a synthetic EA-KD + EA-LD config trains with ``tools/train.py``,
   resumes, and its checkpoint loads strictly into the plain GFL config.
 """
-import argparse
 import copy
 import math
 
@@ -632,14 +631,17 @@ def test_student_config_of_a_terms_config_is_plain(ckpts):
 
 
 def test_tools_for_one_distill_loss_refuse_terms_configs(tmp_path):
-    """The benchmark's variants and the T' sweep are those of one
+    """The T' sweep and the benchmark's KD / EA-KD variants are those of one
     classification ``distill_loss``: a ``distill_terms`` config is refused
-    with the reason."""
+    with the reason (the benchmark times its terms instead:
+    tests/test_benchmark_distill.py)."""
     from mmdet_eakd.utils.distilled_samples import sweep_config
     bench = load_tool('benchmark_distill')
-    with pytest.raises(ValueError, match='distils named distill_terms; this '
-                       'benchmark times the variants of one distill_loss'):
-        bench.benchmark_config(str(EAKD_EALD), argparse.Namespace(seed=0),
+    with pytest.raises(ValueError, match=r'distils named distill_terms '
+                       r"\(cls, box\); the variants \['eakd'\] swap the "
+                       'type and weight mode of one distill_loss'):
+        bench.benchmark_config(str(EAKD_EALD),
+                               bench.BenchmarkSettings(variants=['eakd']),
                                str(tmp_path))
     with pytest.raises(ValueError, match='distils named distill_terms; the '
                        'sweep reads the KD temperature'):

@@ -494,6 +494,53 @@ def test_ea_feature_weights_reuse_the_cls_entropies(ckpts, monkeypatch):
         torch.testing.assert_close(got['loss_kd_feat'], expected)
 
 
+def test_a_step_distils_any_subset_of_the_models_own_terms(ckpts):
+    """``loss(..., terms)`` with a subset of ``model.terms()`` distils only
+    those terms, a feature term included (alone it computes its EA
+    entropies itself: the same weights at the cls term's default T');
+    all of them give the model's own step; a feature term that is not the
+    model's own is refused (its levels were never paired); a plain PKD
+    term alone runs no teacher head."""
+    retina = model_config(RETINA)
+    model = distiller(retina, retina, ckpts / 'retina.pth', distill_terms=dict(
+        cls=dict(type='SigmoidEAKDLoss'),
+        feat=dict(type='EAPKDLoss', normalize_weights=False)))
+    inputs, samples = batch(model)
+    cls, feat = model.terms()
+    own = model.loss(inputs, samples)
+    expected = {
+        'cls': {'loss_kd_cls', 'ea_weight_cls'},
+        'feat': {'loss_kd_feat', 'ea_weight_feat'},
+    }
+    for term in (cls, feat):
+        losses = model.loss(inputs, samples, [term])
+        kd_keys = {key for key in losses if key.endswith(('_cls', '_feat'))
+                   and key != 'loss_cls'}
+        assert expected[term.name] <= kd_keys, term.name
+        assert all(key.endswith(f'_{term.name}') for key in kd_keys), kd_keys
+        for key in kd_keys:
+            torch.testing.assert_close(losses[key], own[key], msg=key)
+    both = model.loss(inputs, samples, model.terms())
+    assert set(both) == set(own)
+    for key, value in own.items():
+        torch.testing.assert_close(both[key], value, msg=key)
+
+    foreign = copy.deepcopy(feat.loss)
+    with pytest.raises(ValueError, match='compares features but is not one '
+                       'of the model.s own terms'):
+        model.loss(inputs, samples, [feat._replace(loss=foreign)])
+    with pytest.raises(ValueError, match='compares features but is not one'):
+        model.distill_losses([], terms=[feat._replace(loss=foreign)])
+
+    plain = distiller(retina, retina, ckpts / 'retina.pth', distill_terms=dict(
+        cls=dict(type='SigmoidEAKDLoss'), feat=dict(PKD)))
+    head = count_forward(plain.teacher.bbox_head)
+    _, pkd = plain.terms()
+    losses = plain.loss(inputs, samples, [pkd])
+    assert len(head) == 0 and 'loss_kd_feat' in losses
+    assert 'loss_kd_cls' not in losses
+
+
 def test_roi_student_weighs_features_per_image(ckpts):
     """A Faster R-CNN student: per-image weights, the mean EA weight of each
     image's sampled RoIs."""

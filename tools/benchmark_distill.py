@@ -29,14 +29,33 @@ preprocessor, which is the same for every variant and not timed). Variants:
   ``eakd_amp``, the same with ``teacher_autocast`` set (a copy of the model
   with the same weights, as for channels-last).
 
+A config with named ``distill_terms`` (e.g. ``cls`` EA-KD, ``box`` EA-LD,
+``feat`` EA-PKD) has, besides ``student`` and ``teacher_forward`` (its
+features only when no term needs the teacher's head: plain feature terms):
+
+- ``term:<name>`` (e.g. ``term:cls``, ``term:box``, ``term:feat``): a
+  distillation training step with that term of the model alone (the
+  teacher still runs once; a feature term alone computes its EA entropies
+  itself, as without a classification term);
+- ``terms``: the config's own training step, all its terms together;
+
+with the ratios ``<variant>_minus_student_over_student`` (each term's and
+the sum's extra cost over the student step) and
+``terms_minus_student_over_teacher_forward``, and no targets. The variants
+of one ``distill_loss`` (``kd`` ... ``naive``, ``eakd_cl``, ``eakd_amp``)
+are refused for it, naming the cause and the variants it has; the option
+variants of the teacher forward are timed as above.
+
 ``--variants`` times a subset (e.g. ``student teacher_forward kd eakd`` on a
-GPU, where every variant costs device time); ratios whose variants were not
-timed are left out. ``--img-size`` is a side (square images) or ``WxH``
+GPU, where every variant costs device time, or ``student teacher_forward
+term:cls terms`` for named terms); ratios whose variants were not timed are
+left out. ``--img-size`` is a side (square images) or ``WxH``
 (e.g. ``1333x800``, mmdet's COCO training scale).
 
 All variants go through the distiller's public API (``student_loss``,
-``build_terms`` and ``loss(..., terms)``, ``teacher_logits``, its adapter's
-``capture`` and ``logits``); the benchmark itself lives in
+``build_terms``, ``terms`` and ``loss(..., terms)``, ``teacher_logits``,
+``teacher_features``, its adapter's ``capture`` and ``logits``); the
+benchmark itself lives in
 :mod:`mmdet_eakd.utils.benchmark`, this file is its command line.
 
 A training step is forward + backward + ``SGD`` step of the student. After
@@ -66,6 +85,9 @@ Example::
     python tools/benchmark_distill.py --config configs/eakd_frcnn_r101_r18.py \\
         --img-size 320 --batch-size 2 --steps 20 --warmup 2 \\
         --json work_dirs/bench_r101_r18.json
+    python tools/benchmark_distill.py \\
+        --config configs/eakd_eald_eapkd_gfl_r101_r18.py --variants student \\
+        teacher_forward term:cls term:box term:feat terms --steps 20
 """
 import argparse
 import json
@@ -80,9 +102,10 @@ import torch  # noqa: E402
 
 from mmdet_eakd.utils import register_modules  # noqa: E402
 from mmdet_eakd.utils.benchmark import (  # noqa: E402,F401
-    AUTOCAST_VARIANTS, CHANNELS_LAST_VARIANTS, OPTION_VARIANTS, RATIOS,
-    TARGETS, VARIANTS, BenchmarkSettings, benchmark_config, format_table,
-    machine_info)
+    ALL_TERMS, AUTOCAST_VARIANTS, CHANNELS_LAST_VARIANTS, OPTION_VARIANTS,
+    RATIOS, TARGETS, TERM_PREFIX, VARIANTS, BenchmarkSettings,
+    benchmark_config, format_table, is_terms_variant, machine_info,
+    terms_ratios)
 
 
 def parse_img_size(text: str) -> Tuple[int, int]:
@@ -129,7 +152,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--variants', nargs='+',
         help='time only these variants (default: every variant of the '
-        'config, plus the option variants asked for)')
+        'config, plus the option variants asked for): '
+        f'{", ".join(VARIANTS + OPTION_VARIANTS)}; for a config with named '
+        f'distill_terms: student, teacher_forward, {TERM_PREFIX}<name> (one '
+        f'term alone, e.g. {TERM_PREFIX}cls) and {ALL_TERMS} (all together)')
     parser.add_argument(
         '--memory-steps', type=int, default=2,
         help='steps per CPU memory subprocess; 0 skips the memory '
@@ -160,10 +186,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     for config in args.config:
         if not Path(config).is_file():
             parser.error(f'config {config!r} does not exist')
-    unknown = sorted(set(args.variants or ()) - set(VARIANTS + OPTION_VARIANTS))
+    unknown = sorted(
+        name for name in set(args.variants or ())
+        if name not in VARIANTS + OPTION_VARIANTS
+        and not is_terms_variant(name))
     if unknown:
         parser.error(f'unknown --variants {unknown}; choose from '
-                     f'{list(VARIANTS + OPTION_VARIANTS)}')
+                     f'{list(VARIANTS + OPTION_VARIANTS)}, or for a config '
+                     f'with named distill_terms {TERM_PREFIX}<name> and '
+                     f'{ALL_TERMS}')
     for names, flag, given in ((CHANNELS_LAST_VARIANTS, '--channels-last',
                                 args.channels_last),
                                (AUTOCAST_VARIANTS, '--teacher-autocast',

@@ -246,7 +246,9 @@ class DistillerMixin:
         refuses what the model's constructor refuses (now against the built
         teacher too), and leaves the model's own terms as they are. Pass the
         result to :meth:`loss` to train or time a step with them (e.g. KD and
-        EA-KD on one model).
+        EA-KD on one model). Feature terms are not built here (their levels
+        are paired when the model is built): pass the model's own
+        (:meth:`terms`) to :meth:`loss` instead.
 
         Args:
             distill_loss (dict, optional): One classification term's loss
@@ -272,7 +274,8 @@ class DistillerMixin:
                     f'{term.describe()} compares features; build_terms '
                     'serves classification and box-distribution terms (a '
                     'feature term pairs the FPN levels when the model is '
-                    'built). Build a model from a config with it instead.')
+                    'built). Build a model from a config with it and pass '
+                    'its own feature term (model.terms()) to loss instead.')
             self.adapter.check_term(term, self)
             self.adapter.check_term(term, self, self.teacher)
         return terms
@@ -286,9 +289,37 @@ class DistillerMixin:
         terms = self.terms() if terms is None else terms
         return frozenset({CLASS_LOGITS} | {term.kind for term in terms})
 
-    def feature_terms(self) -> List[DistillTerm]:
-        """The terms that compare features."""
-        return [term for term in self.terms() if term.kind == FEATURES]
+    def feature_terms(self,
+                      terms: Optional[Sequence[DistillTerm]] = None
+                      ) -> List[DistillTerm]:
+        """The terms that compare features (of the model's own, or of
+        ``terms``)."""
+        terms = self.terms() if terms is None else terms
+        return [term for term in terms if term.kind == FEATURES]
+
+    def check_given_terms(self, terms: Sequence[DistillTerm]) -> None:
+        """Refuse a feature term that is not one of the model's own.
+
+        A step may distil any subset of the model's own terms
+        (:meth:`terms`) and terms of :meth:`build_terms`; a feature term
+        needs the level pairs (and channel checks) made when the model
+        was built, so it must be the model's own.
+
+        Args:
+            terms (Sequence[DistillTerm]): The terms of a step.
+
+        Raises:
+            ValueError: For a feature term that is not the model's own.
+        """
+        own = [term.loss for term in self.feature_terms()]
+        for term in self.feature_terms(terms):
+            if not any(term.loss is loss for loss in own):
+                raise ValueError(
+                    f'{term.describe()} compares features but is not one of '
+                    'the model\'s own terms: its FPN levels were not paired '
+                    'for this pair. Pass the model\'s own feature terms '
+                    '(model.terms()), or build a model from a config with '
+                    'it.')
 
     def _check_feature_entropy_source(self) -> None:
         """A feature term takes its entropies from the first classification
@@ -499,8 +530,9 @@ class DistillerMixin:
             batch_data_samples (list[DetDataSample]): Data samples with
                 ``gt_instances``.
             terms (Sequence[DistillTerm], optional): The terms whose kinds
-                of tensor to pair (:meth:`build_terms`); the model's own by
-                default.
+                of tensor to pair: terms of :meth:`build_terms` and any of
+                the model's own (:meth:`terms`, feature terms included; see
+                :meth:`check_given_terms`). Defaults to the model's own.
 
         With feature terms, the student's features are recorded from the
         same pass (the output of its neck, or backbone without a neck), and
@@ -512,14 +544,18 @@ class DistillerMixin:
             DistillInputs: The detection losses (and ``teacher_unusable``),
             the groups and the features.
         """
-        # Given terms are classification or box terms (build_terms), which
-        # need the teacher's head.
-        uses_head = self.uses_teacher_head if terms is None else True
+        if terms is None:
+            uses_head = self.uses_teacher_head
+        else:
+            self.check_given_terms(terms)
+            uses_head = any(needs_teacher_head(term) for term in terms)
+        with_features = bool(self.feature_terms(terms))
         kinds = self.distilled_kinds(terms) - {FEATURES}
         student_feats: List[Tuple[Tensor, ...]] = []
         capture = (self.adapter.capture(self, kinds)
                    if uses_head else contextlib.nullcontext([]))
-        with capture as captured, self._record_features(student_feats):
+        with capture as captured, self._record_features(
+                student_feats, with_features):
             losses = self.student_loss(batch_inputs, batch_data_samples)
         if uses_head and not captured:
             raise RuntimeError(
@@ -527,7 +563,7 @@ class DistillerMixin:
                 'adapter no samples to distill.')
         feats = self.teacher_features(batch_inputs, batch_data_samples)
         features = None
-        if self.feature_terms():
+        if with_features:
             if len(student_feats) != 1:
                 raise RuntimeError(
                     'Feature distillation expects the student\'s '
@@ -562,11 +598,13 @@ class DistillerMixin:
         losses[TEACHER_UNUSABLE] = torch.stack(unusable).sum().float()
         return DistillInputs(losses, groups, features)
 
-    def _record_features(self, records: List[Tuple[Tensor, ...]]):
+    def _record_features(self, records: List[Tuple[Tensor, ...]],
+                         with_features: bool):
         """A context that appends the student's ``extract_feat`` output
         (its neck's output, or its backbone's) to ``records`` each time it
-        runs; records nothing without feature terms."""
-        if not self.feature_terms():
+        runs; records nothing when ``with_features`` is False (no feature
+        term in the step)."""
+        if not with_features:
             return contextlib.nullcontext()
         module = self.neck if self.with_neck else self.backbone
         return hooks([
@@ -617,10 +655,12 @@ class DistillerMixin:
         Args:
             groups (Sequence[LogitGroup]): The step's groups.
             features (FeaturePair, optional): The step's features (given
-                when a feature term exists).
-            terms (Sequence[DistillTerm], optional): Classification or box
-                terms (:meth:`build_terms`) in place of the model's own
-                terms, feature terms included. Defaults to None.
+                when a feature term is distilled).
+            terms (Sequence[DistillTerm], optional): Terms in place of the
+                model's own (as :meth:`loss` takes them). A feature term
+                given without a classification term computes its EA
+                entropies itself (:meth:`feature_row_weights`). Defaults to
+                None.
 
         Returns:
             dict[str, Tensor]: The union over the terms, each under its own
@@ -628,12 +668,16 @@ class DistillerMixin:
             ``loss_kd_<name>``, ``ea_weight_<name>``, ... for named terms).
         """
         losses: Dict[str, Tensor] = {}
+        if terms is None:
+            terms = self.terms()
+        else:
+            self.check_given_terms(terms)
         self._step_entropies: Dict[str, list] = {}
         try:
-            for term in self.terms() if terms is None else terms:
+            for term in terms:
                 if term.kind != FEATURES:
                     losses.update(self.term_losses(term, groups))
-            for term in self.feature_terms() if terms is None else ():
+            for term in self.feature_terms(terms):
                 losses.update(
                     self.feature_term_losses(term, groups, features))
         finally:
@@ -681,10 +725,11 @@ class DistillerMixin:
 
         From the entropies of the step's first classification term (its
         ``T'``; ``H_ub`` its upper bound) if there is one: nothing is
-        computed twice. Otherwise the entropies are computed here, once, on
-        the groups' ``valid`` samples, at the term's ``entropy_temperature``
-        (None: :data:`FEATURE_ENTROPY_TEMPERATURES` of the family's
-        classifier).
+        computed twice. Otherwise (the model has no classification term, or
+        a step of given terms leaves it out) the entropies are computed
+        here, once, on the groups' ``valid`` samples, at the term's
+        ``entropy_temperature`` (None: :data:`FEATURE_ENTROPY_TEMPERATURES`
+        of the family's classifier).
 
         Returns:
             list[RowWeights]: Per group, in order.
@@ -761,7 +806,9 @@ class DistillerMixin:
             batch_data_samples (list[DetDataSample]): Data samples with
                 ``gt_instances``.
             terms (Sequence[DistillTerm], optional): Terms to distil instead
-                of the model's own (:meth:`build_terms`). Defaults to None.
+                of the model's own: terms of :meth:`build_terms` and any
+                subset of the model's own (:meth:`terms`, feature terms
+                included), e.g. to time one term alone. Defaults to None.
 
         Returns:
             dict[str, Tensor]: The student's losses and those of

@@ -10,8 +10,11 @@ data preprocessor, not timed). Every variant goes through the distiller's
 public API: :meth:`~mmdet_eakd.distill.DistillerMixin.student_loss` for the
 student-only step, :meth:`~mmdet_eakd.distill.DistillerMixin.build_terms`
 and ``loss(..., terms)`` for the KD / EA-KD / DKD / EA-DKD steps of one
-model, ``teacher_logits`` for the teacher forward, the adapter's
-``capture`` and ``logits`` for the naive variant.
+model, ``loss(..., terms)`` with a subset of the model's own ``terms()``
+for the steps of a config's named ``distill_terms`` (each term alone, all
+together), ``teacher_logits`` (or ``teacher_features`` when no term needs
+the teacher's head) for the teacher forward, the adapter's ``capture`` and
+``logits`` for the naive variant.
 """
 import contextlib
 import copy
@@ -46,6 +49,17 @@ TEACHER_OPTIONS = {'cl': 'teacher_channels_last', 'amp': 'teacher_autocast'}
 CHANNELS_LAST_VARIANTS = ('teacher_forward_cl', 'eakd_cl')
 AUTOCAST_VARIANTS = ('teacher_forward_amp', 'eakd_amp')
 OPTION_VARIANTS = CHANNELS_LAST_VARIANTS + AUTOCAST_VARIANTS
+#: The option variants of the teacher forward, the only ones of a config
+#: with named ``distill_terms`` (``eakd_<tag>`` are of one ``distill_loss``).
+TEACHER_OPTION_VARIANTS = ('teacher_forward_cl', 'teacher_forward_amp')
+#: Variant of a config with named ``distill_terms`` that distils the term
+#: ``<name>`` alone: ``term:<name>``.
+TERM_PREFIX = 'term:'
+#: Variant of a config with named ``distill_terms`` that distils all of its
+#: terms together (the config's own training step).
+ALL_TERMS = 'terms'
+#: Variants of a config with named ``distill_terms`` besides the terms'.
+NAMED_TERMS_BASE = ('student', 'teacher_forward')
 #: Softmax loss type and weight mode of each distillation variant; a config's
 #: classifier family maps the type through ``LOSS_TYPES`` (sigmoid heads have
 #: no DKD variants).
@@ -97,6 +111,35 @@ TARGETS = {
 }
 
 
+def term_variant(name: str) -> str:
+    """The variant that distils the named term ``name`` alone."""
+    return f'{TERM_PREFIX}{name}'
+
+
+def is_terms_variant(variant: str) -> bool:
+    """Whether ``variant`` is a variant of named terms: ``term:<name>``
+    (``<name>`` an identifier, as a term's name is) or :data:`ALL_TERMS`."""
+    name = variant[len(TERM_PREFIX):]
+    return variant == ALL_TERMS or (variant.startswith(TERM_PREFIX)
+                                    and name.isidentifier())
+
+
+def terms_ratios(names: Sequence[str]) -> Dict[str, tuple]:
+    """The ratios of a config with named terms ``names``, as :data:`RATIOS`:
+    the extra cost over the student step of each term alone and of all
+    together, ``(variant - student) / student``, and that of all together
+    over the teacher forward, ``(terms - student) / teacher_forward``."""
+    ratios: Dict[str, tuple] = {}
+    for variant in [term_variant(name) for name in names] + [ALL_TERMS]:
+        ratios[f'{variant}_minus_student_over_student'] = (
+            (variant, 'student'),
+            lambda m, v=variant: (m[v] - m['student']) / m['student'])
+    ratios[f'{ALL_TERMS}_minus_student_over_teacher_forward'] = (
+        (ALL_TERMS, 'student', 'teacher_forward'),
+        lambda m: (m[ALL_TERMS] - m['student']) / m['teacher_forward'])
+    return ratios
+
+
 @dataclass
 class BenchmarkSettings:
     """What to time and how (the command line of the tool).
@@ -132,12 +175,19 @@ class BenchmarkSettings:
     seed: int = 0
 
 
+def loss_classifier(loss_cfg: dict) -> Optional[str]:
+    """The classifier family (``'softmax'`` or ``'sigmoid'``) that a loss
+    config's type declares it is made for; None if it declares none."""
+    kind = loss_cfg['type']
+    cls = MODELS.get(kind) if isinstance(kind, str) else kind
+    return getattr(cls, 'classifier', None)
+
+
 def loss_types(loss_cfg: dict) -> Dict[str, str]:
     """The shipped loss of each softmax loss type for the classifier family
     (``'softmax'`` or ``'sigmoid'``) that a loss config's type is made for."""
     kind = loss_cfg['type']
-    cls = MODELS.get(kind) if isinstance(kind, str) else kind
-    classifier = getattr(cls, 'classifier', None)
+    classifier = loss_classifier(loss_cfg)
     if classifier not in LOSS_TYPES:
         raise ValueError(f'distill_loss {kind!r} declares no classifier '
                          f'(one of {list(LOSS_TYPES)}); the benchmark '
@@ -153,6 +203,69 @@ def config_variants(loss_cfg: dict) -> List[str]:
         name for name in VARIANTS if name not in DISTILL_VARIANTS
         or DISTILL_VARIANTS[name][0] in types
     ]
+
+
+def named_terms_variants(model_cfg: dict) -> List[str]:
+    """The variants of a config with named ``distill_terms``: the student,
+    the teacher forward, each term alone (``term:<name>``) and all of them
+    together (:data:`ALL_TERMS`)."""
+    return list(NAMED_TERMS_BASE) + [
+        term_variant(name) for name in model_cfg.distill_terms
+    ] + [ALL_TERMS]
+
+
+def check_named_terms_variants(config: str, model_cfg: dict,
+                               asked: Sequence[str]) -> None:
+    """Refuse the variants of one ``distill_loss`` asked of a config with
+    named ``distill_terms``, and the variants of named terms asked of a
+    config with one ``distill_loss``, naming the cause and the fix.
+
+    Args:
+        config (str): The config's path, for messages.
+        model_cfg (dict): Its ``model``.
+        asked (Sequence[str]): The variants asked for.
+
+    Raises:
+        ValueError: For such a variant.
+    """
+    if model_cfg.get('distill_loss') is not None:
+        named = [name for name in asked if is_terms_variant(name)]
+        if named:
+            raise ValueError(
+                f'{config} has one distill_loss and no named distill_terms, '
+                f'so it has no variants {named} (they time the terms of a '
+                'config with distill_terms, e.g. configs/'
+                'eakd_eald_gfl_r101_r18.py). Time its KD / EA-KD variants '
+                f'instead: {config_variants(model_cfg.distill_loss)}.')
+        return
+    single = [
+        name for name in asked
+        if name in DISTILL_VARIANTS or name == 'naive'
+        or (name in OPTION_VARIANTS and name not in TEACHER_OPTION_VARIANTS)
+    ]
+    if not single:
+        return
+    names = list(model_cfg.distill_terms)
+    message = (
+        f'{config} distils named distill_terms ({", ".join(names)}); the '
+        f'variants {single} swap the type and weight mode of one '
+        'distill_loss (KD, EA-KD, DKD, EA-DKD; naive: EA-KD on a second '
+        'pass of the student\'s head) and are not defined for several '
+        'terms.')
+    dkd = [name for name in single if name in ('dkd', 'eadkd')]
+    sigmoid = [
+        name for name, cfg in model_cfg.distill_terms.items()
+        if loss_classifier(cfg) == 'sigmoid'
+    ]
+    if dkd and sigmoid:
+        message += (
+            f' Nor would {dkd} run on this sigmoid family: DKD has no '
+            f'sigmoid loss (term {sigmoid[0]} is '
+            f'{model_cfg.distill_terms[sigmoid[0]]["type"]}).')
+    raise ValueError(
+        f'{message} Time each term alone and all together instead: '
+        f'--variants {" ".join(named_terms_variants(model_cfg))}; or give a '
+        'config with one distill_loss for the KD / EA-KD variants.')
 
 
 def distill_loss_configs(loss_cfg: dict) -> Dict[str, dict]:
@@ -180,6 +293,11 @@ def distill_loss_configs(loss_cfg: dict) -> Dict[str, dict]:
 class DistillBench:
     """The models, the synthetic batch and one step function per variant.
 
+    A config with one ``distill_loss`` has the KD / EA-KD / DKD / EA-DKD
+    variants (:func:`distill_loss_configs`, terms of ``build_terms``); one
+    with named ``distill_terms`` has ``term:<name>`` (that term of the
+    model's own ``terms()`` alone) and :data:`ALL_TERMS` (all of them).
+
     Args:
         cfg (Config): An offline distillation config (see
             :func:`mmdet_eakd.utils.offline_config`).
@@ -200,12 +318,20 @@ class DistillBench:
         torch.manual_seed(seed)
         self.model = self._build_model(cfg)
         self.optim = self._optimizer(self.model)
-        loss_cfgs = distill_loss_configs(cfg.model.distill_loss)
-        # The terms of each distillation variant, built for this pair.
-        self.terms: Dict[str, List[DistillTerm]] = {
-            name: self.model.build_terms(distill_loss=loss_cfg)
-            for name, loss_cfg in loss_cfgs.items()
-        }
+        # The terms of each distillation variant: built for this pair from
+        # the one distill_loss, or subsets of the model's own named terms.
+        self.terms: Dict[str, List[DistillTerm]]
+        if cfg.model.get('distill_loss') is not None:
+            loss_cfgs = distill_loss_configs(cfg.model.distill_loss)
+            self.terms = {
+                name: self.model.build_terms(distill_loss=loss_cfg)
+                for name, loss_cfg in loss_cfgs.items()
+            }
+        else:
+            loss_cfgs = {}
+            own = self.model.terms()
+            self.terms = {term_variant(term.name): [term] for term in own}
+            self.terms[ALL_TERMS] = own
         num_classes = self.model.adapter.num_classes(self.model)
         data = demo_mm_inputs(
             batch_size=batch_size,
@@ -230,7 +356,7 @@ class DistillBench:
                 self.model.student_format, self.model.teacher_format)
         option_values = {'cl': True, 'amp': teacher_autocast}
         # tag -> (model copy with that teacher option, its optimizer, its
-        # EA-KD terms)
+        # EA-KD terms: none for named terms, which have no eakd_<tag>)
         self.option_models: Dict[str, Tuple[torch.nn.Module, OptimWrapper,
                                             List[DistillTerm]]] = {}
         for tag, key in TEACHER_OPTIONS.items():
@@ -242,13 +368,16 @@ class DistillBench:
             option_cfg.model[key] = option_values[tag]
             option_model = self._build_model(option_cfg)
             option_model.load_state_dict(self.model.state_dict())
-            self.option_models[tag] = (
-                option_model, self._optimizer(option_model),
-                option_model.build_terms(distill_loss=loss_cfgs['eakd']))
+            option_terms = (
+                option_model.build_terms(distill_loss=loss_cfgs['eakd'])
+                if 'eakd' in loss_cfgs else [])
+            self.option_models[tag] = (option_model,
+                                       self._optimizer(option_model),
+                                       option_terms)
 
         self.steps: Dict[str, Callable[[], None]] = {}
         for name in variants:
-            if name not in VARIANTS + OPTION_VARIANTS:
+            if name not in VARIANTS + OPTION_VARIANTS + tuple(self.terms):
                 raise ValueError(f'Unknown variant {name!r}.')
             base, _, tag = name.rpartition('_')
             if name in OPTION_VARIANTS:
@@ -283,9 +412,17 @@ class DistillBench:
                      self.model.student_loss(self.inputs, self.samples))
 
     def _step_teacher_forward(self) -> None:
-        """The teacher's logits on the student's samples (no grad)."""
-        self.model.teacher_logits(self.inputs, self.samples,
-                                  self.group_samples)
+        """The teacher forward of the model (:meth:`_teacher_forward`)."""
+        self._teacher_forward(self.model)
+
+    def _teacher_forward(self, model: torch.nn.Module) -> None:
+        """``model``'s teacher's logits on the student's samples (no grad);
+        its features only when no term needs its head (plain feature
+        terms)."""
+        if not model.uses_teacher_head:
+            model.teacher_features(self.inputs, self.samples)
+            return
+        model.teacher_logits(self.inputs, self.samples, self.group_samples)
 
     def _distill_step(self, name: str) -> None:
         """A distillation training step with the terms of variant ``name``."""
@@ -297,8 +434,7 @@ class DistillBench:
         """``teacher_forward`` or ``eakd`` on the model copy of ``tag``."""
         model, optim, terms = self.option_models[tag]
         if base == 'teacher_forward':
-            model.teacher_logits(self.inputs, self.samples,
-                                 self.group_samples)
+            self._teacher_forward(model)
             return
         self._update(model, optim,
                      model.loss(self.inputs, self.samples, terms))
@@ -407,8 +543,15 @@ def benchmark_config(config: str, settings: BenchmarkSettings,
                      work_dir: str) -> Dict:
     """Time (and measure the memory of) every variant of one config.
 
+    A config with one ``distill_loss`` is timed in the variants of
+    :data:`VARIANTS` its classifier family has; one with named
+    ``distill_terms`` in :func:`named_terms_variants` (each term alone and
+    all together), with the ratios of :func:`terms_ratios`. Either also in
+    the option variants asked for (a config with named terms: the
+    ``teacher_forward`` ones only).
+
     Args:
-        config (str): A distillation config with one ``distill_loss``.
+        config (str): A distillation config.
         settings (BenchmarkSettings): What to time and how.
         work_dir (str): Where the random teacher checkpoint is written.
 
@@ -417,23 +560,25 @@ def benchmark_config(config: str, settings: BenchmarkSettings,
         their bootstrap intervals, and the targets' verdicts (JSON-ready).
 
     Raises:
-        ValueError: For a config that is no distillation config, distils
-            named ``distill_terms``, or lacks a variant asked for.
+        ValueError: For a config that is no distillation config, or lacks
+            a variant asked for (with the cause and the fix for a variant
+            of one ``distill_loss`` asked of named terms, or the reverse).
     """
     cfg = offline_config(config, work_dir, seed=settings.seed)
     if not is_distill_config(cfg.model):
         raise ValueError(f'{config} is not a distillation config: model.type '
                          f'is {cfg.model.get("type")!r}.')
-    if cfg.model.get('distill_loss') is None:
-        raise ValueError(
-            f'{config} distils named distill_terms; this benchmark times the '
-            'variants of one distill_loss (KD, EA-KD, ...) and does not time '
-            'several terms yet. Give a distill_loss config.')
-    variants = config_variants(cfg.model.distill_loss)
-    if settings.channels_last:
-        variants += CHANNELS_LAST_VARIANTS
-    if settings.teacher_autocast:
-        variants += AUTOCAST_VARIANTS
+    check_named_terms_variants(config, cfg.model, settings.variants or ())
+    named = cfg.model.get('distill_loss') is None
+    if named:
+        variants = named_terms_variants(cfg.model)
+    else:
+        variants = config_variants(cfg.model.distill_loss)
+    for given, names in ((settings.channels_last, CHANNELS_LAST_VARIANTS),
+                         (settings.teacher_autocast, AUTOCAST_VARIANTS)):
+        if given:
+            variants += [name for name in names
+                         if not named or name in TEACHER_OPTION_VARIANTS]
     if settings.variants:
         missing = sorted(set(settings.variants) - set(variants))
         if missing:
@@ -477,6 +622,8 @@ def benchmark_config(config: str, settings: BenchmarkSettings,
     median = {name: statistics.median(values) for name, values in
               times.items()}
     ratio_defs = dict(RATIOS, **CHANNELS_LAST_RATIOS, **AUTOCAST_RATIOS)
+    if named:
+        ratio_defs.update(terms_ratios(list(cfg.model.distill_terms)))
     ratio_defs = {key: value for key, value in ratio_defs.items()
                   if set(value[0]) <= set(variants)}
     bootstrap = dict(level=BOOTSTRAP_LEVEL, resamples=BOOTSTRAP_RESAMPLES,
