@@ -130,7 +130,12 @@ def test_dry_run_installs_the_bundle_and_writes_the_report(bundle, tmp_path):
     counts = stages['cuda_tests']['details']['counts']
     assert counts['skipped'] >= 5 and counts['failed'] == 0
     bench = stages['benchmark']['details']['results']
-    assert set(bench) == set(tool.DRY_PAIRS)
+    assert set(bench) == {*tool.DRY_PAIRS, tool.DRY_TERMS_PAIR}
+    terms = bench.pop(tool.DRY_TERMS_PAIR)
+    assert set(terms['median_s']) == set(tool.TERMS_VARIANTS)
+    value, low, high = terms['ratios'][
+        'terms_minus_student_over_teacher_forward']
+    assert low <= value <= high
     for result in bench.values():
         assert set(result['median_s']) == set(tool.BENCH_VARIANTS) | {
             'teacher_forward_amp', 'eakd_amp'}

@@ -74,6 +74,12 @@ ZOO_PAIRS = ('configs/eakd_frcnn_r101_r18.py', 'configs/eakd_frcnn_r50_mv2.py',
 DRY_PAIRS = ('configs/synthetic/eakd_frcnn_teacher_tiny_synthetic.py',
              'configs/synthetic/eakd_gfl_teacher_tiny_synthetic.py')
 BENCH_VARIANTS = ('student', 'teacher_forward', 'kd', 'eakd')
+#: A pair with named terms (cls: EA-KD, box: EA-LD, feat: EA-PKD), timed per
+#: term and all together (no teacher option), and its dry-run stand-in.
+ZOO_TERMS_PAIR = 'configs/eakd_eald_eapkd_gfl_r101_r18.py'
+DRY_TERMS_PAIR = 'configs/synthetic/eakd_eald_eapkd_gfl_teacher_tiny_synthetic.py'
+TERMS_VARIANTS = ('student', 'teacher_forward', 'term:cls', 'term:box',
+                  'term:feat', 'terms')
 #: The tests that need CUDA (they skip on a CPU).
 CUDA_TESTS = ('tests/test_cuda.py',
               'tests/test_distiller.py::test_amp_optim_wrapper_step')
@@ -559,13 +565,20 @@ class Check:
         out_dir.mkdir(parents=True, exist_ok=True)
         if self.dry:
             pairs, size, device, steps, warmup = DRY_PAIRS, '64x48', 'cpu', 5, 1
+            terms_pair = DRY_TERMS_PAIR
         else:
             pairs, size, device, steps, warmup = (ZOO_PAIRS, '1333x800',
                                                   'cuda', 8, 2)
+            terms_pair = ZOO_TERMS_PAIR
         details.update(img_size=size, batch_size=2, steps=steps,
                        warmup=warmup, teacher_autocast='fp16', results={})
+        runs = [(config, [
+            '--teacher-autocast', 'fp16', '--variants', *BENCH_VARIANTS,
+            'teacher_forward_amp', 'eakd_amp'
+        ]) for config in pairs] + [(terms_pair,
+                                    ['--variants', *TERMS_VARIANTS])]
         failed, skipped = [], []
-        for config in pairs:
+        for config, variant_args in runs:
             if self.remaining() < 90:
                 skipped.append(config)
                 continue
@@ -574,9 +587,7 @@ class Check:
                 self.python, 'tools/benchmark_distill.py', '--config', config,
                 '--img-size', size, '--batch-size', '2', '--steps',
                 str(steps), '--warmup', str(warmup), '--device', device,
-                '--memory-steps', '0', '--teacher-autocast', 'fp16',
-                '--variants', *BENCH_VARIANTS, 'teacher_forward_amp',
-                'eakd_amp', '--json', out
+                '--memory-steps', '0', *variant_args, '--json', out
             ], 'bench.log', min(self.remaining() - 10, 240))
             if rc:
                 failed.append(f'{config} (exit {rc})')
