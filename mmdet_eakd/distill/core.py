@@ -42,7 +42,8 @@ from .adapters.base import KD_LOSS, LOGITS_ONLY, hooks, masked_rows
 from .features import (FeaturePair, check_channels, feature_levels,
                        match_levels)
 from .teacher import (build_teacher, input_format, load_teacher_config,
-                      renormalize_for_teacher, same_input_format)
+                      registered_class, renormalize_for_teacher,
+                      same_input_format)
 from .terms import LEGACY_TERM, DistillTerm, term_configs
 
 #: Model arguments that only the distiller core knows; dropped for the plain
@@ -849,7 +850,7 @@ def is_kd_loss_key(key: str) -> bool:
 def is_distill_config(model_cfg: dict) -> bool:
     """Whether a model config builds a distilling detector."""
     kind = model_cfg.get('type')
-    cls = MODELS.get(kind) if isinstance(kind, str) else kind
+    cls = registered_class(kind)
     return isinstance(cls, type) and issubclass(cls, DistillerMixin)
 
 
@@ -872,7 +873,7 @@ def student_model_config(model_cfg: dict) -> dict:
     model_cfg = copy.deepcopy(model_cfg)
     if is_distill_config(model_cfg):
         kind = model_cfg['type']
-        cls = MODELS.get(kind) if isinstance(kind, str) else kind
+        cls = registered_class(kind)
         for key in cls.distill_args:
             model_cfg.pop(key, None)
         model_cfg['type'] = cls.student_type(model_cfg)

@@ -15,6 +15,12 @@ from mmdet.structures import SampleList
 from ..downloads import CheckpointDownloadError, download_error
 
 
+def registered_class(kind: Any) -> Any:
+    """The class a config's ``type`` names: a registered name looked up in
+    mmdet's ``MODELS`` (None if unknown), or the given object itself."""
+    return MODELS.get(kind) if isinstance(kind, str) else kind
+
+
 def load_teacher_config(config: Union[str, dict, Config]) -> Config:
     """Load the teacher's full mmdet config.
 
@@ -172,7 +178,7 @@ def input_format(preprocessor_cfg: Optional[dict], role: str) -> InputFormat:
             "= dict(type='DetDataPreprocessor', mean=..., std=..., ...).")
     cfg = dict(preprocessor_cfg)
     kind = cfg.pop('type')
-    cls = MODELS.get(kind) if isinstance(kind, str) else kind
+    cls = registered_class(kind)
     if not (isinstance(cls, type) and issubclass(cls, ImgDataPreprocessor)):
         raise TypeError(
             f'The {role}\'s data_preprocessor is {kind!r}; distillation '

@@ -7,7 +7,8 @@ from torch import Tensor, nn
 from mmdet.models.detectors import TwoStageDetector
 from mmdet.models.roi_heads import CascadeRoIHead
 from mmdet.registry import MODELS
-from ..distill import DISTILL_ARGS, KD_LOSS, DistillerMixin, LogitGroup
+from ..distill import (DISTILL_ARGS, KD_LOSS, DistillerMixin, LogitGroup,
+                       registered_class)
 from ..distill.adapters.roi_common import ROI_SELECTIONS
 from ..distill.features import FeaturePair, FeatureLevelError
 from ..distill.terms import DistillTerm
@@ -79,8 +80,7 @@ class RoIDistillTwoStageDetector(DistillerMixin, TwoStageDetector):
         """``'CascadeRCNN'`` for a cascade RoI head, else
         ``'TwoStageDetector'`` (which Faster and Mask R-CNN are)."""
         roi_type = model_cfg.get('roi_head', {}).get('type')
-        roi_cls = MODELS.get(roi_type) if isinstance(roi_type,
-                                                     str) else roi_type
+        roi_cls = registered_class(roi_type)
         if isinstance(roi_cls, type) and issubclass(roi_cls, CascadeRoIHead):
             return 'CascadeRCNN'
         return 'TwoStageDetector'

@@ -36,6 +36,7 @@ from torch import Tensor
 from mmdet.registry import MODELS
 from ..analysis import bootstrap_interval, judge_target
 from ..distill import (DistillTerm, adapter_for, is_distill_config,
+                       registered_class,
                        renormalize_for_teacher, same_input_format)
 from ..losses import LOSS_TYPES
 from .offline import offline_config, register_modules, teacher_model_config
@@ -179,7 +180,7 @@ def loss_classifier(loss_cfg: dict) -> Optional[str]:
     """The classifier family (``'softmax'`` or ``'sigmoid'``) that a loss
     config's type declares it is made for; None if it declares none."""
     kind = loss_cfg['type']
-    cls = MODELS.get(kind) if isinstance(kind, str) else kind
+    cls = registered_class(kind)
     return getattr(cls, 'classifier', None)
 
 

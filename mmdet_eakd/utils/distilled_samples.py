@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from mmdet.models.detectors import TwoStageDetector
 from mmdet.registry import MODELS
-from ..distill import student_model_config
+from ..distill import registered_class, student_model_config
 from ..models import RoIDistillTwoStageDetector
 
 
@@ -153,7 +153,7 @@ def build_roi_probe(model_cfg: dict, teacher_config: str,
     """
     plain_cfg = student_model_config(model_cfg)
     kind = plain_cfg.get('type')
-    cls = MODELS.get(kind) if isinstance(kind, str) else kind
+    cls = registered_class(kind)
     if not (isinstance(cls, type) and issubclass(cls, TwoStageDetector)):
         raise ValueError(
             f'The model is a {kind}; this analysis reads the RoIs of '
