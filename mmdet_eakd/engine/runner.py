@@ -145,8 +145,7 @@ def end_distributed_run() -> None:
     ("terminate called without an active exception", exit code -6, after a
     run that finished and wrote everything; seen in 1 of 3 complete runs
     of the suite's 2-process DDP fixture on a loaded 2-core machine), which
-    fails the whole
-    ``torchrun`` launch. So a CPU distributed rank, once its group is gone,
+    fails the whole ``torchrun`` launch. So a CPU distributed rank, once its group is gone,
     flushes its output and logs and leaves with ``os._exit(0)``, skipping
     that finalisation. mmengine's hooks have already closed the
     visualizer's writers (``after_run``). A CUDA run exits normally.
