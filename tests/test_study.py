@@ -370,3 +370,74 @@ def test_localization_arms_add_an_ld_term(tmp_path):
         assert [t.name for t in built.terms()] == list(model.distill_terms)
     with pytest.raises(ValueError, match=r"\['EA-LD'\] have no softmax"):
         resolve_methods(['EA-LD'], REGIMES['frcnn-short'])
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(short_study):
+    # A run killed after its last checkpoint but before its result: the
+    # rerun resumes it (no retraining) and reads its metrics from the logs.
+    args, tmp, _ = short_study
+    work = tmp / 'study'
+    before = _result(work, 'KD', 0)
+    (work / 'runs' / 'KD' / 'seed0' / 'result.json').unlink()
+    again = run_tool(args, cwd=ROOT, timeout=1800).stdout
+    assert '3 of 4 runs already done' in again
+    assert 'KD/seed0 resumes from its last checkpoint' in again
+    after = _result(work, 'KD', 0)
+    assert after['resumed'] is True and before['resumed'] is False
+    assert after['metrics'] == before['metrics']
+    assert after['curve'] == before['curve']
+    assert after['ea_weight'] == before['ea_weight']
+
+
+def _fake_run(tmp_path, key='k1'):
+    from mmengine.config import Config
+
+    from mmdet_eakd.study.runner import Run
+    return Run(name='KD/seed0', seed=0, work_dir=tmp_path / 'run',
+               config=Config(), epochs=6, key=key, threads=1)
+
+
+def test_work_dir_resumes_only_a_run_of_the_same_key(tmp_path):
+    from mmdet_eakd.study.runner import prepare_work_dir, resumable
+    run = _fake_run(tmp_path)
+    assert prepare_work_dir(run) is False  # empty: a fresh start
+    work = run.work_dir
+    (work / '20261201_101010' / 'vis_data').mkdir(parents=True)
+    (work / 'epoch_3.pth').write_bytes(b'x')
+    (work / 'last_checkpoint').write_text(str(work / 'epoch_3.pth'))
+    (work / 'predictions.bbox.json').write_text('[]')
+    (work / 'config.py').write_text('x = 1')
+    assert resumable(run) and prepare_work_dir(run) is True
+    assert (work / 'epoch_3.pth').is_file()  # nothing removed on resume
+    # A dangling pointer (checkpoint gone) does not resume.
+    (work / 'epoch_3.pth').unlink()
+    assert not resumable(run)
+    (work / 'epoch_3.pth').write_bytes(b'x')
+    # Another key (changed config, weights or teacher): its checkpoint, logs
+    # and predictions go, the new key is recorded, the rest stays.
+    other = _fake_run(tmp_path, key='k2')
+    assert not resumable(other) and prepare_work_dir(other) is False
+    assert sorted(p.name for p in work.iterdir()) == ['config.py',
+                                                      'started.json']
+    assert json.loads((work / 'started.json').read_text()) == {'key': 'k2'}
+
+
+def test_logged_mean_counts_a_relogged_iteration_once(tmp_path):
+    from mmdet_eakd.study.runner import evaluations, logged_mean
+    first = tmp_path / '20261201_100000' / 'vis_data'
+    second = tmp_path / '20261201_110000' / 'vis_data'
+    first.mkdir(parents=True)
+    second.mkdir(parents=True)
+    ap = 'coco/bbox_mAP'
+    metrics = {ap: 0.1, 'coco/bbox_mAP_50': 0.2, 'coco/bbox_mAP_75': 0.05}
+    # iterations 10, 20 logged; killed after 20, resumed from the checkpoint
+    # at 10: 20 is logged again with another value.
+    first.joinpath('scalars.json').write_text('\n'.join(
+        json.dumps(r) for r in [dict(ea_weight=1.0, step=10),
+                                dict(metrics, step=1),
+                                dict(ea_weight=3.0, step=20)]))
+    second.joinpath('scalars.json').write_text('\n'.join(
+        json.dumps(r) for r in [dict(ea_weight=2.0, step=20),
+                                dict(metrics, step=2)]))
+    assert logged_mean(tmp_path, 'ea_weight') == pytest.approx(1.5)
+    assert [epoch for epoch, _ in evaluations(tmp_path)] == [1, 2]

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -37,6 +38,13 @@ from .methods import LD_TERM, PKD_LOSS_WEIGHT, Method, Regime
 METRICS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75')
 #: The last evaluation's detections of a run: ``work_dir/<this>.bbox.json``.
 PREDICTIONS_PREFIX = 'predictions'
+#: A run keeps a checkpoint (the last one only) every this many epochs, so that
+#: a killed run resumes from it (see :func:`train`).
+RESUME_INTERVAL = 3
+#: The key of the run whose checkpoints and logs ``work_dir`` holds, written
+#: when the run starts (``result.json`` is written when it ends).
+STARTED_FILE = 'started.json'
+_TIMESTAMP_DIR = re.compile(r'\d{8}_\d{6}')
 _PROGRESS = re.compile(r'Epoch\(train\)\s*\[(\d+)\]\[\s*(\d+)/(\d+)\]')
 
 Log = Callable[[str], None]
@@ -204,6 +212,22 @@ def _logged_records(work_dir: Path) -> List[dict]:
     ]
 
 
+def _dedup_steps(records: List[dict]) -> List[dict]:
+    """``records`` with one training record per iteration: a resumed run logs
+    again the iterations between its last checkpoint and the kill, and the
+    last logged value wins; evaluation records pass unchanged."""
+    last = {
+        record['step']: index
+        for index, record in enumerate(records)
+        if METRICS[0] not in record and 'step' in record
+    }
+    return [
+        record for index, record in enumerate(records)
+        if METRICS[0] in record or 'step' not in record
+        or last[record['step']] == index
+    ]
+
+
 def evaluations(work_dir: Path) -> List[Tuple[int, Dict[str, float]]]:
     """The COCO evaluations logged under ``work_dir``: ``(epoch, metrics)``
     per evaluated epoch, in order (an epoch evaluated twice, e.g. before
@@ -229,7 +253,8 @@ def logged_mean(work_dir: Path, key: str) -> Optional[float]:
     """The mean of training statistic ``key`` (e.g. ``'ea_weight'``) over
     every logged iteration under ``work_dir``; None if it was not logged."""
     values = [
-        float(record[key]) for record in _logged_records(work_dir)
+        float(record[key])
+        for record in _dedup_steps(_logged_records(work_dir))
         if key in record and METRICS[0] not in record
     ]
     return sum(values) / len(values) if values else None
@@ -261,6 +286,46 @@ class Run:
         return None
 
 
+def resumable(run: Run) -> bool:
+    """Whether ``run.work_dir`` holds a checkpoint (``last_checkpoint``) of a
+    run that started with ``run``'s key (``started.json``: the same config,
+    initial weights and teacher), from which ``run`` resumes."""
+    started = run.work_dir / STARTED_FILE
+    pointer = run.work_dir / 'last_checkpoint'
+    return (pointer.is_file() and started.is_file()
+            and json.loads(started.read_text()).get('key') == run.key
+            and Path(pointer.read_text().strip()).is_file())
+
+
+def prepare_work_dir(run: Run) -> bool:
+    """Make ``run.work_dir`` ready for ``run``; True if it resumes there.
+
+    Unless the run is :func:`resumable`, the folder's checkpoints,
+    timestamped log folders and last predictions, left by a run of another
+    key or by one killed before its first checkpoint, are removed (their
+    logs would be read as this run's), and this run's key is recorded.
+
+    Returns:
+        bool: Whether the run resumes from its last checkpoint.
+    """
+    work = run.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    if resumable(run):
+        return True
+    for path in work.iterdir():
+        if path.is_dir() and _TIMESTAMP_DIR.fullmatch(path.name):
+            shutil.rmtree(path)
+        elif path.name == 'last_checkpoint' or re.fullmatch(
+                r'(epoch|iter)_\d+\.pth', path.name) or path.name.startswith(
+                    PREDICTIONS_PREFIX + '.'):
+            path.unlink()
+    started = work / STARTED_FILE
+    tmp = started.with_suffix('.tmp')
+    tmp.write_text(json.dumps(dict(key=run.key)))
+    os.replace(tmp, started)
+    return False
+
+
 class TrainingFailed(RuntimeError):
     """A training run of the study exited with an error."""
 
@@ -275,7 +340,12 @@ def train(run: Run) -> dict:
     iteration counter, and writes ``result.json`` (metrics, wall time, key)
     atomically last. The last evaluation's detections are kept as
     ``work_dir/predictions.bbox.json`` (for :mod:`.noise`); where they go is
-    not part of the run's key.
+    not part of the run's key. The run keeps its last checkpoint every
+    :data:`RESUME_INTERVAL` epochs (not part of the key either), and a run
+    killed after one resumes from it (:func:`prepare_work_dir`; mmengine's
+    resume restores weights, optimizer, scheduler and epoch, and the data
+    order is seeded per epoch, but the augmentation's random state is not
+    restored, so a resumed run is not bit-identical to an uninterrupted one).
 
     Returns:
         dict: The result (``metrics``, ``curve``: ``[epoch, AP, AP50,
@@ -283,20 +353,23 @@ def train(run: Run) -> dict:
         weight's mean over training, or None, ``train_time_s``, ``key``,
         ...).
     """
-    run.work_dir.mkdir(parents=True, exist_ok=True)
+    resume = prepare_work_dir(run)
     config = run.work_dir / 'config.py'
     dumped = run.config.copy()
     for evaluator in ('val_evaluator', 'test_evaluator'):
         dumped[evaluator]['outfile_prefix'] = str(run.work_dir /
                                                   PREDICTIONS_PREFIX)
+    dumped.default_hooks.checkpoint.interval = min(run.epochs,
+                                                   RESUME_INTERVAL)
     dumped.dump(config)
     env = dict(os.environ,
                OMP_NUM_THREADS=str(run.threads),
                MKL_NUM_THREADS=str(run.threads))
     cmd = [sys.executable, '-m', 'mmdet_eakd.train', str(config),
-           '--work-dir', str(run.work_dir)]
+           '--work-dir', str(run.work_dir)] + (['--resume'] if resume else [])
     start = time.time()
-    with open(run.work_dir / 'train.log', 'w') as log_file, subprocess.Popen(
+    with open(run.work_dir / 'train.log', 'a' if resume else 'w') as log_file, \
+            subprocess.Popen(
             cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True) as proc:
         for line in proc.stdout:
@@ -318,7 +391,7 @@ def train(run: Run) -> dict:
                          for epoch, metrics in curve],
                   ea_weight=logged_mean(run.work_dir, 'ea_weight'),
                   train_time_s=round(time.time() - start, 1),
-                  threads=run.threads)
+                  resumed=resume, threads=run.threads)
     tmp = run.result_file.with_suffix('.tmp')
     tmp.write_text(json.dumps(result, indent=2))
     os.replace(tmp, run.result_file)
@@ -349,6 +422,9 @@ def run_all(runs: Sequence[Run], jobs: int, log: Log = print_line,
         return results
     log(f'[study] training {len(todo)} runs, {jobs} at a time, '
         f'{todo[0].threads} thread(s) each')
+    for run in todo:
+        if resumable(run):
+            log(f'[study] {run.name} resumes from its last checkpoint')
     failures: List[str] = []
     lock = threading.Lock()
     started = time.time()
