@@ -15,6 +15,7 @@ from PIL import Image
 from pycocotools.coco import COCO
 from scipy import stats as scipy_stats
 
+from mmdet_eakd.study.methods import REGIMES
 from mmdet_eakd.study.noise import split_halves, subset_ap
 from mmdet_eakd.study.stats import seeds_for_halfwidth
 
@@ -441,3 +442,23 @@ def test_logged_mean_counts_a_relogged_iteration_once(tmp_path):
                                 dict(metrics, step=2)]))
     assert logged_mean(tmp_path, 'ea_weight') == pytest.approx(1.5)
     assert [epoch for epoch, _ in evaluations(tmp_path)] == [1, 2]
+
+
+@pytest.mark.parametrize('name', sorted(REGIMES))
+def test_each_regime_distils_exactly_its_plain_student(name):
+    # The paired comparison is fair only if the distilling arms train the
+    # student of the `student` arm: same model fields (bar the detector type
+    # and the distillation keys), data, optimizer and schedule.
+    from mmengine.config import Config
+
+    from mmdet_eakd.scope import config_path
+    regime = REGIMES[name]
+    plain = Config.fromfile(config_path(regime.student_config)).to_dict()
+    kd = Config.fromfile(config_path(regime.kd_config)).to_dict()
+    distill_keys = {'type', 'teacher', 'distill_loss', 'distill_terms',
+                    'distill_locations', 'distill_rois'}
+    assert {k: v for k, v in kd['model'].items() if k not in distill_keys} \
+        == {k: v for k, v in plain['model'].items() if k != 'type'}
+    for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper',
+                'param_scheduler', 'train_cfg', 'randomness'):
+        assert kd.get(key) == plain.get(key), key
