@@ -17,6 +17,7 @@ from scipy import stats as scipy_stats
 
 from mmdet_eakd.study.methods import REGIMES
 from mmdet_eakd.study.noise import split_halves, subset_ap
+from mmdet_eakd.study.runner import write_json
 from mmdet_eakd.study.stats import seeds_for_halfwidth
 
 SEEDS = ('0', '1')
@@ -29,7 +30,7 @@ def short_study(tmp_path_factory):
     args = python_tool('study.py') + [
         '--regime', 'frcnn-short', '--seeds', *SEEDS, '--methods', *METHODS,
         '--jobs', '2', '--work-dir', str(tmp / 'study'), '--data-root',
-        str(tmp / 'data')
+        str(tmp / 'data'), '--record-dir', str(tmp / 'record')
     ]
     first = run_tool(args, cwd=ROOT, timeout=1800).stdout
     return args, tmp, first
@@ -123,6 +124,7 @@ def test_rerun_skips_finished_runs_and_retrain_is_deterministic(short_study):
     before = _result(work, 'EA-KD', 1)
     old_scalars = next(run.glob('*/vis_data/scalars.json')).read_text()
     shutil.rmtree(run)
+    (tmp / 'record' / 'runs' / 'EA-KD' / 'seed1.json').unlink()
     third = run_tool(args, cwd=ROOT, timeout=1800).stdout
     assert '3 of 4 runs already done' in third
     after = _result(work, 'EA-KD', 1)
@@ -133,6 +135,49 @@ def test_rerun_skips_finished_runs_and_retrain_is_deterministic(short_study):
                for line in text.splitlines()]
               for text in (old_scalars, new_scalars)]
     assert losses[0] == losses[1] and any(losses[0])
+
+
+def test_record_lets_another_checkout_skip_what_it_holds(short_study):
+    """With --record-dir, a study in another folder, with its data
+    generated elsewhere and no teacher cache, trains nothing that the record
+    holds: the teacher's weights and every run's result come from the record
+    (keys leave out where the study and its data lie)."""
+    args, tmp, _ = short_study
+    record = tmp / 'record'
+    teacher = json.loads((record / 'teacher' / 'result.json').read_text())
+    assert (record / 'teacher' / 'teacher.pth').is_file()
+    recorded = {(m, s): json.loads(
+        (record / 'runs' / m / f'seed{s}.json').read_text())
+        for m in METHODS for s in SEEDS}
+    for (method, seed), result in recorded.items():
+        assert result['key'] == _result(tmp / 'study', method, seed)['key']
+        assert len(result['halves']) == 2
+    elsewhere = args[:args.index('--work-dir')] + [
+        '--work-dir', str(tmp / 'elsewhere'), '--data-root',
+        str(tmp / 'data_elsewhere'), '--record-dir', str(record)]
+    out = run_tool(elsewhere, cwd=ROOT, timeout=1800).stdout
+    assert 'teacher taken from the record' in out
+    assert '4 of 4 runs already done, skipped' in out
+    assert '[study] training' not in out
+    assert not (tmp / 'elsewhere' / 'runs').exists()
+    moved = json.loads((tmp / 'elsewhere' / 'study.json').read_text())
+    kept = json.loads((record / 'study.json').read_text())
+    for key in ('per_seed', 'comparisons', 'teacher', 'eval_noise_std'):
+        assert moved[key] == kept[key]
+    assert moved['teacher']['AP'] == pytest.approx(
+        100 * teacher['metrics']['coco/bbox_mAP'])
+    for i, seed in enumerate(SEEDS):
+        assert moved['per_seed']['KD']['AP'][i] == pytest.approx(
+            100 * recorded['KD', seed]['metrics']['coco/bbox_mAP'])
+
+
+def test_recorded_result_of_another_key_does_not_count(tmp_path):
+    run = _fake_run(tmp_path / 'work', key='k2')
+    run.record_file = tmp_path / 'record' / 'KD' / 'seed0.json'
+    write_json(run.record_file, dict(key='k1', metrics={}))
+    assert run.done() is None
+    write_json(run.record_file, dict(key='k2', metrics={'x': 1}))
+    assert run.done() == dict(key='k2', metrics={'x': 1})
 
 
 def test_demo_short_mode_reuses_the_study_runs(short_study):
@@ -380,6 +425,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(short_study):
     work = tmp / 'study'
     before = _result(work, 'KD', 0)
     (work / 'runs' / 'KD' / 'seed0' / 'result.json').unlink()
+    (tmp / 'record' / 'runs' / 'KD' / 'seed0.json').unlink()
     again = run_tool(args, cwd=ROOT, timeout=1800).stdout
     assert '3 of 4 runs already done' in again
     assert 'KD/seed0 resumes from its last checkpoint' in again

@@ -9,6 +9,11 @@ Finished runs are skipped on a rerun, so an interrupted study continues.
     python tools/study.py --jobs 2                       # every method, 5 seeds
     python tools/study.py --methods student KD EA-KD --seeds 0 1 2
     python tools/study.py --regime frcnn-short --seeds 0 1 --methods KD EA-KD
+
+A study of many CPU-hours can span machines: with --record-dir (a folder kept
+in git, e.g. mmdet_eakd/study/results/frcnn_conv), the teacher and every
+finished run are recorded there, and a rerun in a fresh checkout trains only
+what the record lacks.
 """
 import argparse
 from pathlib import Path
@@ -47,6 +52,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help='where the teacher is cached; studies of one '
                         'teacher (e.g. its two students) can share it '
                         '(default: WORK_DIR/teacher)')
+    parser.add_argument('--record-dir', default=None,
+                        help='also record the teacher (weights, result), '
+                        'every finished run\'s result and the report here '
+                        '(e.g. a folder kept in git); what is recorded is not '
+                        'trained again, in any checkout (default: none)')
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error('--jobs must be >= 1')
@@ -62,7 +72,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     run_study(regime, args.methods or regime.methods, args.seeds, work_dir,
               jobs=args.jobs, data_root=args.data_root,
               eval_interval=args.eval_interval,
-              teacher_dir=args.teacher_dir and Path(args.teacher_dir))
+              teacher_dir=args.teacher_dir and Path(args.teacher_dir),
+              record_dir=args.record_dir and Path(args.record_dir))
 
 
 if __name__ == '__main__':

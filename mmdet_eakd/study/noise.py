@@ -13,13 +13,15 @@ difference between two methods.
 import contextlib
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from .runner import PREDICTIONS_PREFIX
-
+#: The last evaluation's detections of a run: ``work_dir/<this>.bbox.json``.
+PREDICTIONS_PREFIX = 'predictions'
 #: Where a run keeps its last evaluation's detections.
 PREDICTIONS_FILE = f'{PREDICTIONS_PREFIX}.bbox.json'
 
@@ -75,37 +77,47 @@ def subset_ap(coco_gt, detections: list,
     return dict(AP=ap, AP50=ap50, AP75=ap75)
 
 
-def half_aps(ann_file: Path, run_dirs: Dict[str, Path],
-             seed: int = 0) -> Dict[str, Tuple[float, float]]:
-    """Each run's AP on the two halves of the validation set.
+def half_aps(ann_file: Path, predictions: Path,
+             seed: int = 0) -> Tuple[float, float]:
+    """A run's AP on the two halves of the validation set.
 
     Args:
         ann_file (Path): The validation annotations (COCO json).
-        run_dirs (dict[str, Path]): Run name -> run folder holding
-            :data:`PREDICTIONS_FILE`.
+        predictions (Path): The run's detections (:data:`PREDICTIONS_FILE`).
         seed (int): Seed of :func:`split_halves`.
 
     Returns:
-        dict[str, tuple[float, float]]: Run name -> (AP on half A, AP on
-        half B), points.
-
-    Raises:
-        FileNotFoundError: A run without its detections (trained before the
-            study kept them: retrain it by deleting its ``result.json``).
+        tuple[float, float]: (AP on half A, AP on half B), points.
     """
     from pycocotools.coco import COCO
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO(str(ann_file))
+    detections = json.loads(Path(predictions).read_text())
     half_a, half_b = split_halves(coco_gt.getImgIds(), seed)
-    out = {}
-    for name, run_dir in run_dirs.items():
-        path = Path(run_dir) / PREDICTIONS_FILE
-        if not path.is_file():
-            raise FileNotFoundError(
-                f'{path} is missing: run {name} did not keep its detections '
-                '(it was trained before studies kept them). Delete its '
-                'result.json and rerun the study to retrain it.')
-        detections = json.loads(path.read_text())
-        out[name] = (subset_ap(coco_gt, detections, half_a)['AP'],
-                     subset_ap(coco_gt, detections, half_b)['AP'])
-    return out
+    return (subset_ap(coco_gt, detections, half_a)['AP'],
+            subset_ap(coco_gt, detections, half_b)['AP'])
+
+
+def half_aps_in_subprocess(ann_file: Path,
+                           predictions: Path) -> Tuple[float, float]:
+    """:func:`half_aps` in a child interpreter.
+
+    pycocotools prints, and silencing it swaps ``sys.stdout`` for the whole
+    process; a study's parallel runs log from threads, whose lines would be
+    swallowed meanwhile. The child prints the two APs as JSON.
+    """
+    out = subprocess.run(
+        [sys.executable, '-m', __name__, str(ann_file), str(predictions)],
+        check=True, capture_output=True, text=True).stdout
+    first, second = json.loads(out.strip().splitlines()[-1])
+    return float(first), float(second)
+
+
+if __name__ == '__main__':
+    import argparse
+    parser = argparse.ArgumentParser(
+        description='Print a run\'s AP on the two validation halves (JSON).')
+    parser.add_argument('ann_file', type=Path)
+    parser.add_argument('predictions', type=Path)
+    args = parser.parse_args()
+    print(json.dumps(half_aps(args.ann_file, args.predictions)))

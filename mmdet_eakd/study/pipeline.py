@@ -1,53 +1,97 @@
 """A whole study: data set, cached teacher, shared initial weights, runs, report."""
 import json
 import os
+import shutil
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from ..scope import config_path
 from .methods import Method, Regime, resolve_methods
-from .noise import half_aps
 from .report import StudyReport, build_report, write_report
-from .runner import (Log, Run, final_metrics, method_config, print_line,
-                     run_all, run_config, run_key, threads_per_job)
+from .runner import (Log, Run, method_config, print_line, run_all,
+                     run_config, run_key, threads_per_job, write_json)
 
 
 def prepare_teacher(regime: Regime, data_root: Path, teacher_dir: Path,
-                    threads: int, log: Log = print_line) -> Path:
+                    threads: int, log: Log = print_line,
+                    record_dir: Optional[Path] = None) -> Tuple[Path, dict]:
     """Train the regime's teacher once and cache it in ``teacher_dir``.
 
     The cache is keyed by the teacher's whole run config (bases resolved,
-    schedule included) and the data set manifest; a changed key retrains it.
-    Studies of regimes with the same teacher (e.g. the two students of one
-    teacher) can share ``teacher_dir``.
+    schedule included; the data folder's location left out) and the data set
+    manifest; a changed key retrains it. Studies of regimes with the same
+    teacher (e.g. the two students of one teacher) can share ``teacher_dir``.
+    The checkpoint holds the weights only (``state_dict``, ``meta.key``).
+    With ``record_dir``, the checkpoint and its result are also kept in
+    ``record_dir/teacher/`` and taken from there when ``teacher_dir`` lacks
+    them (a study continued on another machine).
 
     Returns:
-        Path: ``teacher_dir/teacher.pth``.
+        tuple[Path, dict]: ``teacher_dir/teacher.pth`` and the teacher's
+        result (``metrics``, ``curve``, ...; see :func:`.runner.train`).
     """
+    import torch
     config = run_config(regime.teacher_config, data_root,
                         regime.teacher_epochs, seed=0,
                         model=regime.model_overrides(),
                         eval_interval=regime.teacher_eval_interval)
-    key = run_key(config.pretty_text, data_root / 'synthetic_manifest.json')
+    key = run_key(portable_text(config, data=data_root),
+                  data_root / 'synthetic_manifest.json')
     run = Run(name='teacher', seed=None, work_dir=teacher_dir / 'run',
               config=config, epochs=regime.teacher_epochs, key=key,
               threads=threads)
     checkpoint = teacher_dir / 'teacher.pth'
-    stored = run.done()
-    if stored is not None and checkpoint.is_file():
+    recorded = record_dir / 'teacher' if record_dir is not None else None
+    if recorded is not None and not (checkpoint.is_file() and run.done()):
+        record = Run(name='teacher', seed=None, work_dir=recorded,
+                     config=config, epochs=regime.teacher_epochs, key=key,
+                     threads=threads)
+        if record.done() and (recorded / 'teacher.pth').is_file():
+            run.work_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(recorded / 'teacher.pth', checkpoint)
+            shutil.copyfile(record.result_file, run.result_file)
+            log(f'[study] teacher taken from the record {recorded}')
+    result = run.done()
+    if result is not None and checkpoint.is_file():
         log(f'[study] reusing cached teacher {checkpoint} (AP '
-            f'{100 * stored["metrics"]["coco/bbox_mAP"]:.1f})')
-        return checkpoint
-    log(f'[study] training the teacher ({regime.teacher_epochs} epochs, '
-        f'{threads} threads)')
-    started = time.time()
-    result = run_all([run], jobs=1, log=log)['teacher']
-    pointer = run.work_dir / 'last_checkpoint'
-    os.replace(pointer.read_text().strip(), checkpoint)
-    log(f'[study] teacher AP {100 * result["metrics"]["coco/bbox_mAP"]:.1f} '
-        f'({time.time() - started:.0f} s)')
-    return checkpoint
+            f'{100 * result["metrics"]["coco/bbox_mAP"]:.1f})')
+    else:
+        log(f'[study] training the teacher ({regime.teacher_epochs} epochs, '
+            f'{threads} threads)')
+        started = time.time()
+        result = run_all([run], jobs=1, log=log)['teacher']
+        trained = (run.work_dir / 'last_checkpoint').read_text().strip()
+        state = torch.load(trained, map_location='cpu', weights_only=False)
+        tmp = checkpoint.with_suffix('.tmp')
+        torch.save(dict(state_dict=state['state_dict'], meta=dict(key=key)),
+                   tmp)
+        os.replace(tmp, checkpoint)
+        log(f'[study] teacher AP '
+            f'{100 * result["metrics"]["coco/bbox_mAP"]:.1f} '
+            f'({time.time() - started:.0f} s)')
+    if recorded is not None and (
+            _read_json(recorded / 'result.json') != result
+            or not (recorded / 'teacher.pth').is_file()):
+        recorded.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(checkpoint, recorded / 'teacher.pth')
+        write_json(recorded / 'result.json', result)
+    return checkpoint, result
+
+
+def _read_json(path: Path) -> Optional[dict]:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def portable_text(config, **paths: Path) -> str:
+    """``config``'s text with each of ``paths`` (absolute folders) replaced
+    by ``<name>``: a run's key does not depend on where the study, its data
+    or its teacher lie, so that a record made in one checkout counts in
+    another."""
+    text = config.pretty_text
+    for name, path in sorted(paths.items(), key=lambda kv: -len(str(kv[1]))):
+        text = text.replace(str(path), f'<{name}>')
+    return text
 
 
 def write_init(regime: Regime, seed: int, path: Path) -> Path:
@@ -105,7 +149,8 @@ def run_study(regime: Regime,
               title: Optional[str] = None,
               log: Log = print_line,
               eval_interval: Optional[int] = None,
-              teacher_dir: Optional[Path] = None) -> StudyReport:
+              teacher_dir: Optional[Path] = None,
+              record_dir: Optional[Path] = None) -> StudyReport:
     """Train every method with every seed (paired) and write the report.
 
     Args:
@@ -123,6 +168,13 @@ def run_study(regime: Regime,
             keys.
         teacher_dir (Path, optional): The teacher's cache; defaults to
             ``work_dir/teacher``.
+        record_dir (Path, optional): A folder (e.g. kept in git) that
+            records the teacher (weights and result) and every finished
+            run's result (``runs/{method}/seed{S}.json``); what it records
+            is not trained again, also in another checkout whose
+            ``work_dir`` is gone. Keys leave out where the study, data and
+            teacher lie, so a record counts wherever the same code trains
+            on the same data. The report is written there too.
 
     Returns:
         StudyReport: What was written to ``study.{md,json,png}``.
@@ -145,11 +197,14 @@ def run_study(regime: Regime,
     log('[study]   generated' if info['generated'] else
         '[study]   reused existing set')
 
+    record_dir = Path(record_dir).resolve() if record_dir else None
     teacher = None
     if any(m.distills for m in chosen):
         teacher_dir = Path(teacher_dir or work_dir / 'teacher').resolve()
-        teacher = prepare_teacher(regime, root, teacher_dir,
-                                  threads=threads_per_job(1), log=log)
+        teacher, teacher_result = prepare_teacher(
+            regime, root, teacher_dir, threads=threads_per_job(1), log=log,
+            record_dir=record_dir)
+    ann_file = root / 'annotations' / 'instances_val.json'
 
     def make_runs(phase: Sequence[Method], done: Sequence[Run]) -> List[Run]:
         weights = {
@@ -166,12 +221,17 @@ def run_study(regime: Regime,
                                        teacher, eval_interval,
                                        weights.get(method.name))
                 files = [init] + ([teacher] if method.distills else [])
-                runs.append(Run(name=f'{method.name}/seed{seed}', seed=seed,
-                                work_dir=work_dir / 'runs' / method.name /
-                                f'seed{seed}',
-                                config=config, epochs=regime.student_epochs,
-                                key=run_key(config.pretty_text, *files),
-                                threads=threads))
+                text = portable_text(config, work_dir=work_dir, data=root,
+                                     **({'teacher_dir': teacher.parent}
+                                        if teacher is not None else {}))
+                runs.append(Run(
+                    name=f'{method.name}/seed{seed}', seed=seed,
+                    work_dir=work_dir / 'runs' / method.name / f'seed{seed}',
+                    config=config, epochs=regime.student_epochs,
+                    key=run_key(text, *files), threads=threads,
+                    record_file=(record_dir / 'runs' / method.name /
+                                 f'seed{seed}.json' if record_dir else None),
+                    halves_ann_file=ann_file if regime.noise_halves else None))
         return runs
 
     # Methods whose loss weight is measured train after the others.
@@ -185,20 +245,27 @@ def run_study(regime: Regime,
 
     teacher_metrics = teacher_curve = None
     if teacher is not None:
-        teacher_metrics = final_metrics(teacher_dir / 'run')
-        teacher_curve = json.loads(
-            (teacher_dir / 'run' / 'result.json').read_text()).get('curve')
+        teacher_metrics = teacher_result['metrics']
+        teacher_curve = teacher_result.get('curve')
     halves = None
     if regime.noise_halves:
-        ann_file = root / 'annotations' / 'instances_val.json'
-        halves = half_aps(ann_file, {run.name: run.work_dir for run in runs})
+        missing = [name for name, result in results.items()
+                   if 'halves' not in result]
+        if missing:
+            raise RuntimeError(
+                f'runs {missing} have no AP on the validation halves (they '
+                'were trained before studies measured it); delete their '
+                'result.json (and record) and rerun the study to retrain '
+                'them.')
+        halves = {name: result['halves'] for name, result in results.items()}
     report = build_report(
         regime=regime, methods=[m.name for m in chosen], seeds=list(seeds),
         results=results, teacher_metrics=teacher_metrics, halves=halves,
         teacher_curve=teacher_curve,
         wall_time_s=_add_wall_time(work_dir, time.time() - started),
         jobs=jobs, threads=threads, title=title)
-    write_report(report, work_dir)
     log('\n' + report.markdown)
-    log(f'[study] wrote {work_dir}/study.md, study.json, study.png')
+    for folder in [work_dir] + ([record_dir] if record_dir else []):
+        write_report(report, folder)
+        log(f'[study] wrote {folder}/study.md, study.json, study.png')
     return report

@@ -34,10 +34,10 @@ from mmengine.config import Config
 
 from ..scope import config_path
 from .methods import LD_TERM, PKD_LOSS_WEIGHT, Method, Regime
+from .noise import (PREDICTIONS_FILE, PREDICTIONS_PREFIX,
+                    half_aps_in_subprocess)
 
 METRICS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75')
-#: The last evaluation's detections of a run: ``work_dir/<this>.bbox.json``.
-PREDICTIONS_PREFIX = 'predictions'
 #: A run keeps a checkpoint (the last one only) every this many epochs, so that
 #: a killed run resumes from it (see :func:`train`).
 RESUME_INTERVAL = 3
@@ -60,11 +60,34 @@ def _sha256(data: bytes) -> str:
 
 
 def _file_digest(path: Path) -> str:
+    """Digest of a file's bytes, or of a checkpoint's weights (``.pth``).
+
+    A checkpoint is digested by its ``state_dict`` (names, dtypes, shapes and
+    values, in name order), not its bytes: the same weights saved twice, or on
+    another machine, give the same digest whatever the file's metadata.
+    """
     digest = hashlib.sha256()
+    if path.suffix == '.pth':
+        import torch
+        state = torch.load(path, map_location='cpu', weights_only=True)
+        for name, tensor in sorted(state.get('state_dict', state).items()):
+            digest.update(f'{name}|{tensor.dtype}|{tuple(tensor.shape)}|'
+                          .encode())
+            flat = tensor.detach().contiguous().reshape(-1)
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
     with open(path, 'rb') as file:
         for block in iter(lambda: file.read(1 << 20), b''):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` to ``path`` as JSON atomically (parents created)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix('.tmp')
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
 
 
 def run_config(base: str, data_root: Path, epochs: int, seed: int,
@@ -244,11 +267,6 @@ def evaluations(work_dir: Path) -> List[Tuple[int, Dict[str, float]]]:
     return sorted(by_epoch.items())
 
 
-def final_metrics(work_dir: Path) -> Dict[str, float]:
-    """The COCO metrics of the last evaluated epoch under ``work_dir``."""
-    return evaluations(work_dir)[-1][1]
-
-
 def logged_mean(work_dir: Path, key: str) -> Optional[float]:
     """The mean of training statistic ``key`` (e.g. ``'ea_weight'``) over
     every logged iteration under ``work_dir``; None if it was not logged."""
@@ -270,6 +288,13 @@ class Run:
     epochs: int
     key: str
     threads: int
+    #: Where the result is recorded too (e.g. a folder kept in git), so that
+    #: the run counts as done on another machine, its work dir gone.
+    record_file: Optional[Path] = None
+    #: The validation annotations: when set, the result also holds the run's
+    #: AP on the two halves of the validation set (``halves``, see
+    #: :func:`.noise.half_aps`).
+    halves_ann_file: Optional[Path] = None
     progress: float = 0.0
     log_tail: List[str] = field(default_factory=list)
 
@@ -278,11 +303,13 @@ class Run:
         return self.work_dir / 'result.json'
 
     def done(self) -> Optional[dict]:
-        """The stored result when this exact run finished before."""
-        if self.result_file.is_file():
-            result = json.loads(self.result_file.read_text())
-            if result.get('key') == self.key:
-                return result
+        """The stored result (work dir, else record) when this exact run
+        finished before."""
+        for path in (self.result_file, self.record_file):
+            if path is not None and path.is_file():
+                result = json.loads(path.read_text())
+                if result.get('key') == self.key:
+                    return result
         return None
 
 
@@ -338,7 +365,7 @@ def train(run: Run) -> dict:
     config to ``work_dir/config.py``, streams the log to
     ``work_dir/train.log``, keeps ``run.progress`` (0-1) up to date from the
     iteration counter, and writes ``result.json`` (metrics, wall time, key)
-    atomically last. The last evaluation's detections are kept as
+    atomically last, and to ``run.record_file`` when set. The last evaluation's detections are kept as
     ``work_dir/predictions.bbox.json`` (for :mod:`.noise`); where they go is
     not part of the run's key. The run keeps its last checkpoint every
     :data:`RESUME_INTERVAL` epochs (not part of the key either), and a run
@@ -392,9 +419,12 @@ def train(run: Run) -> dict:
                   ea_weight=logged_mean(run.work_dir, 'ea_weight'),
                   train_time_s=round(time.time() - start, 1),
                   resumed=resume, threads=run.threads)
-    tmp = run.result_file.with_suffix('.tmp')
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, run.result_file)
+    if run.halves_ann_file is not None:
+        result['halves'] = list(half_aps_in_subprocess(
+            run.halves_ann_file, run.work_dir / PREDICTIONS_FILE))
+    write_json(run.result_file, result)
+    if run.record_file is not None:
+        write_json(run.record_file, result)
     return result
 
 
@@ -402,7 +432,9 @@ def run_all(runs: Sequence[Run], jobs: int, log: Log = print_line,
             progress_interval: float = 30.0) -> Dict[str, dict]:
     """Run every unfinished run, ``jobs`` at a time, with progress and ETA.
 
-    Finished runs (same key) are skipped. A failed run does not stop the
+    Finished runs (same key) are skipped, also one that another invocation
+    (e.g. a second study process on the same folder) finished while this one
+    waited to start it. A failed run does not stop the
     others; :class:`TrainingFailed` is raised at the end naming every failure.
 
     Returns:
@@ -442,6 +474,14 @@ def run_all(runs: Sequence[Run], jobs: int, log: Log = print_line,
                 f'done), elapsed {elapsed / 60:.1f} min, ETA {eta}')
 
     def work(run: Run) -> None:
+        stored = run.done()  # finished meanwhile by another invocation
+        if stored is not None:
+            with lock:
+                results[run.name] = stored
+            run.progress = 1.0
+            log(f'[study] {run.name} was finished meanwhile (same key), '
+                'skipped')
+            return
         try:
             result = train(run)
         except TrainingFailed as err:
