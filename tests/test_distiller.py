@@ -339,6 +339,32 @@ def test_foreground_rois_distil_only_the_foreground(teacher_ckpt):
     assert 'distill_rois' not in student_model_config(cfg)
 
 
+def test_ea_weight_is_logged_apart_for_foreground_and_background(
+        teacher_ckpt):
+    """``ea_weight_fg`` / ``ea_weight_bg``: the mean EA weight over the RoIs
+    sampled as objects / as background, from the same per-RoI weights as
+    ``ea_weight`` (their count-weighted mean)."""
+    torch.manual_seed(1)
+    model = MODELS.build(distill_model_cfg(teacher_ckpt))
+    model.init_weights()
+    calls = record_loss_calls(model.distill_loss)
+    model.train()
+    data = model.data_preprocessor(batch(4), True)
+    losses = model.loss(data['inputs'], data['data_samples'])
+    (call, ) = calls
+    foreground = call['labels'] < 8
+    assert 0 < int(foreground.sum()) < len(foreground)
+    weights = model.distill_loss.ea_stats(call['student'],
+                                          call['teacher']).ea_weight
+    assert not torch.allclose(weights[foreground].mean(),
+                              weights[~foreground].mean())
+    torch.testing.assert_close(losses['ea_weight_fg'],
+                               weights[foreground].mean())
+    torch.testing.assert_close(losses['ea_weight_bg'],
+                               weights[~foreground].mean())
+    torch.testing.assert_close(losses['ea_weight'], weights.mean())
+
+
 def test_unknown_distill_rois_is_refused(teacher_ckpt):
     cfg = distill_model_cfg(teacher_ckpt)
     cfg.distill_rois = 'positives'

@@ -490,6 +490,41 @@ def test_logged_mean_counts_a_relogged_iteration_once(tmp_path):
     assert [epoch for epoch, _ in evaluations(tmp_path)] == [1, 2]
 
 
+def test_epoch_means_of_the_logged_statistics(tmp_path):
+    from mmdet_eakd.study.runner import logged_epoch_means
+    first = tmp_path / '20261201_100000' / 'vis_data'
+    second = tmp_path / '20261201_110000' / 'vis_data'
+    first.mkdir(parents=True)
+    second.mkdir(parents=True)
+    records = [
+        dict(ea_weight=1.0, ea_weight_fg=2.0, loss_cls=9.0, epoch=1, step=1),
+        dict(ea_weight=3.0, ea_weight_fg=4.0, loss_cls=9.0, epoch=1, step=2),
+        {'coco/bbox_mAP': 0.1, 'step': 1},
+        dict(ea_weight=5.0, epoch=2, step=3),
+        dict(ea_weight=8.0, epoch=3, step=5),  # killed; resumed at step 4
+    ]
+    first.joinpath('scalars.json').write_text('\n'.join(
+        json.dumps(r) for r in records))
+    second.joinpath('scalars.json').write_text('\n'.join(
+        json.dumps(r) for r in [dict(ea_weight=6.0, epoch=3, step=4),
+                                dict(ea_weight=7.0, epoch=3, step=5)]))
+    assert logged_epoch_means(tmp_path) == dict(
+        ea_weight=[2.0, 5.0, 6.5], ea_weight_fg=[3.0, None, None])
+
+
+def test_short_study_results_keep_the_epoch_statistics(short_study):
+    from mmdet_eakd.study.runner import logged_epoch_means
+    _, tmp, _ = short_study
+    for method in METHODS:
+        run = tmp / 'study' / 'runs' / method / 'seed0'
+        result = _result(tmp / 'study', method, 0)
+        stats = result['stats_by_epoch']
+        assert stats == logged_epoch_means(run)
+        assert {'loss_kd', 'ea_weight', 'ea_weight_fg', 'ea_weight_bg',
+                'entropy_t', 'entropy_s'} <= set(stats)
+        assert stats['ea_weight'][0] == pytest.approx(result['ea_weight'])
+
+
 @pytest.mark.parametrize('name', sorted(REGIMES))
 def test_each_regime_distils_exactly_its_plain_student(name):
     # The paired comparison is fair only if the distilling arms train the

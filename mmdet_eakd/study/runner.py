@@ -278,6 +278,42 @@ def logged_mean(work_dir: Path, key: str) -> Optional[float]:
     return sum(values) / len(values) if values else None
 
 
+#: The logged training statistics whose per-epoch means a run's result keeps
+#: (``stats_by_epoch``): distillation losses and EA statistics, named terms'
+#: included (``ea_weight_cls``, ...).
+EPOCH_STAT_PREFIXES = ('loss_kd', 'ea_weight', 'entropy_t', 'entropy_s',
+                       'kd_fg_share', 'kd_bg_share', 'teacher_unusable')
+
+
+def logged_epoch_means(work_dir: Path,
+                       prefixes: Sequence[str] = EPOCH_STAT_PREFIXES
+                       ) -> Dict[str, List[float]]:
+    """The mean per training epoch of every logged statistic whose name
+    starts with one of ``prefixes``, over the logged iterations (a
+    re-logged iteration once).
+
+    Returns:
+        dict[str, list[float]]: Statistic -> its mean in epoch 1, 2, ... (an
+        epoch without a logged value of it: None).
+    """
+    by_epoch: Dict[str, Dict[int, List[float]]] = {}
+    for record in _dedup_steps(_logged_records(work_dir)):
+        if METRICS[0] in record or 'epoch' not in record:
+            continue
+        for key, value in record.items():
+            if key.startswith(tuple(prefixes)):
+                by_epoch.setdefault(key, {}).setdefault(
+                    int(record['epoch']), []).append(float(value))
+    last = max((max(epochs) for epochs in by_epoch.values()), default=0)
+    return {
+        key: [
+            round(sum(epochs[e]) / len(epochs[e]), 6) if e in epochs else None
+            for e in range(1, last + 1)
+        ]
+        for key, epochs in sorted(by_epoch.items())
+    }
+
+
 @dataclass
 class Run:
     """One training run of a study."""
@@ -417,6 +453,7 @@ def train(run: Run) -> dict:
                   curve=[[epoch] + [round(100 * metrics[k], 2) for k in METRICS]
                          for epoch, metrics in curve],
                   ea_weight=logged_mean(run.work_dir, 'ea_weight'),
+                  stats_by_epoch=logged_epoch_means(run.work_dir),
                   train_time_s=round(time.time() - start, 1),
                   resumed=resume, threads=run.threads)
     if run.halves_ann_file is not None:

@@ -389,11 +389,20 @@ class DistillAdapter:
             groups also ``f'{group}.{key}'`` (that weighted part, logged
             only: see ``DistillerMixin.parse_losses``); ``ea_weight``,
             ``entropy_t``, ``entropy_s``: means over all valid samples
-            (detached).
+            (detached); ``ea_weight_<part>`` for each part of
+            :meth:`sample_parts`: the mean weight over that part's samples
+            (0 for a step without any).
         """
         losses: Dict[str, Tensor] = {}
         total: Optional[Tensor] = None
         sums: Dict[str, Tensor] = {}
+        counts: Dict[str, Tensor] = {}
+
+        def add(name: str, mask: Tensor, value: Tensor) -> None:
+            value = torch.where(mask, value, value.new_zeros(())).sum()
+            sums[name] = value if name not in sums else sums[name] + value
+            counts[name] = mask.sum() + counts.get(name, 0)
+
         for group in groups:
             loss, group_stats = self.group_loss(term, group)
             detector.remember_entropies(term, group_stats, group.valid)
@@ -402,14 +411,20 @@ class DistillAdapter:
                 losses[f'{group.name}.{term.key(KD_LOSS)}'] = weighted
             total = weighted if total is None else total + weighted
             for name, value in group_stats._asdict().items():
-                value = torch.where(group.valid, value,
-                                    value.new_zeros(())).sum()
-                sums[name] = value if name not in sums else sums[name] + value
+                add(name, group.valid, value)
+            for part, mask in self.sample_parts(group).items():
+                add(f'ea_weight_{part}', mask, group_stats.ea_weight)
         losses[term.key(KD_LOSS)] = total
-        count = sum(group.valid.sum() for group in groups).clamp(min=1)
-        losses.update(
-            (term.key(name), value / count) for name, value in sums.items())
+        losses.update((term.key(name), value / counts[name].clamp(min=1))
+                      for name, value in sums.items())
         return losses
+
+    def sample_parts(self, group: LogitGroup) -> Dict[str, Tensor]:
+        """Parts of ``group``'s valid samples whose mean EA weight
+        :meth:`term_losses` logs apart (e.g. foreground and background
+        RoIs), by name: masks of shape (N,), bool. None by default.
+        """
+        return {}
 
 
 #: Head class -> the adapter registered for it (and its subclasses).

@@ -264,6 +264,12 @@ class SoftmaxRoIAdapter(DistillAdapter):
     def num_classes(self, detector: nn.Module) -> int:
         return check_softmax_heads(detector.roi_head, 'detector')
 
+    def sample_parts(self, group: LogitGroup) -> Dict[str, Tensor]:
+        """Foreground and background RoIs (logged as ``ea_weight_fg`` /
+        ``ea_weight_bg``: how EA weighs each over training)."""
+        foreground = foreground_rois(group)
+        return dict(fg=foreground, bg=group.valid & ~foreground)
+
     def select_samples(self, detector: nn.Module,
                        group: LogitGroup) -> Tensor:
         """Every distillable RoI, or with the distiller's
