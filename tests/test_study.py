@@ -444,6 +444,42 @@ def _fake_run(tmp_path, key='k1'):
                config=Config(), epochs=6, key=key, threads=1)
 
 
+def test_a_run_another_process_trains_is_waited_for_not_retrained(
+        tmp_path):
+    """While another process holds a run's lock, ``run_all`` waits; when
+    that process has finished the run (same key), it is skipped."""
+    import fcntl
+    import threading
+
+    from mmdet_eakd.study.runner import run_all
+    run = _fake_run(tmp_path, key='k1')
+    run.work_dir.mkdir(parents=True)
+    lines = []
+    waiting = threading.Event()
+
+    def log(line):
+        lines.append(line)
+        if 'being trained by another process' in line:
+            waiting.set()
+
+    with open(run.work_dir / '.lock', 'w') as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        results = {}
+        worker = threading.Thread(
+            target=lambda: results.update(run_all([run], jobs=1, log=log)))
+        worker.start()
+        assert waiting.wait(30)
+        assert worker.is_alive()  # it waits, it does not train
+        write_json(run.result_file, dict(key='k1', metrics={'m': 1.0}))
+        fcntl.flock(other, fcntl.LOCK_UN)
+    worker.join(30)
+    assert not worker.is_alive()
+    assert results == {'KD/seed0': dict(key='k1', metrics={'m': 1.0})}
+    assert any('finished meanwhile by another process' in line
+               for line in lines)
+    assert not (run.work_dir / 'train.log').exists()
+
+
 def test_work_dir_resumes_only_a_run_of_the_same_key(tmp_path):
     from mmdet_eakd.study.runner import prepare_work_dir, resumable
     run = _fake_run(tmp_path)

@@ -16,6 +16,8 @@ weights and teacher); a rerun skips it, so an interrupted study continues where
 it stopped. ``jobs`` runs train side by side, each with ``cores // jobs``
 threads.
 """
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -28,7 +30,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import (Any, Callable, Dict, Iterator, List, Optional, Sequence,
+                    Tuple)
 
 from mmengine.config import Config
 
@@ -465,13 +468,34 @@ def train(run: Run) -> dict:
     return result
 
 
+@contextlib.contextmanager
+def run_lock(run: Run, log: Log = print_line) -> Iterator[None]:
+    """Hold ``run.work_dir/.lock`` (an exclusive ``flock``) while the body
+    runs: two processes never train one run at once. A process that finds
+    the lock held waits for it (and logs that it waits); the lock goes with
+    its holder, killed or not."""
+    run.work_dir.mkdir(parents=True, exist_ok=True)
+    with open(run.work_dir / '.lock', 'w') as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f'[study] {run.name} is being trained by another process; '
+                'waiting for it')
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_all(runs: Sequence[Run], jobs: int, log: Log = print_line,
             progress_interval: float = 30.0) -> Dict[str, dict]:
     """Run every unfinished run, ``jobs`` at a time, with progress and ETA.
 
-    Finished runs (same key) are skipped, also one that another invocation
-    (e.g. a second study process on the same folder) finished while this one
-    waited to start it. A failed run does not stop the
+    Finished runs (same key) are skipped, also one that another process
+    (e.g. a second study on the same folder) finished while this one waited
+    to start it; a run that another process is training is waited for
+    (:func:`run_lock`), not trained twice. A failed run does not stop the
     others; :class:`TrainingFailed` is raised at the end naming every failure.
 
     Returns:
@@ -511,21 +535,23 @@ def run_all(runs: Sequence[Run], jobs: int, log: Log = print_line,
                 f'done), elapsed {elapsed / 60:.1f} min, ETA {eta}')
 
     def work(run: Run) -> None:
-        stored = run.done()  # finished meanwhile by another invocation
-        if stored is not None:
-            with lock:
-                results[run.name] = stored
-            run.progress = 1.0
-            log(f'[study] {run.name} was finished meanwhile (same key), '
-                'skipped')
-            return
-        try:
-            result = train(run)
-        except TrainingFailed as err:
-            with lock:
-                failures.append(str(err))
-            log(f'[study] FAILED {run.name}: see {run.work_dir / "train.log"}')
-            return
+        with run_lock(run, log):
+            stored = run.done()  # finished meanwhile by another invocation
+            if stored is not None:
+                with lock:
+                    results[run.name] = stored
+                run.progress = 1.0
+                log(f'[study] {run.name} was finished meanwhile by another '
+                    'process (same key), skipped')
+                return
+            try:
+                result = train(run)
+            except TrainingFailed as err:
+                with lock:
+                    failures.append(str(err))
+                log(f'[study] FAILED {run.name}: see '
+                    f'{run.work_dir / "train.log"}')
+                return
         with lock:
             results[run.name] = result
         ap = 100 * result['metrics'][METRICS[0]]
