@@ -206,25 +206,13 @@ def sweep_config(cfg: Config, teacher_checkpoint: str,
     """
     from mmdet_eakd.analysis.temperature import (positive_mask,
                                                  temperature_sweep)
-    from mmdet_eakd.distill import is_distill_config
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
-    if not is_distill_config(cfg.model):
-        raise ValueError('the config does not build a distilling detector '
-                         '(model.type); give a KD / EA-KD config.')
     if cfg.model.get('distill_loss') is None:
         raise ValueError(
             'the config distils named distill_terms; the sweep reads the KD '
             'temperature of one classification distill_loss. Give a KD / '
             'EA-KD config with distill_loss.')
-    set_random_seed(seed)
-    cfg.model.teacher.checkpoint = teacher_checkpoint
-    model = MODELS.build(cfg.model)
-    if student_checkpoint:
-        load_checkpoint(model, student_checkpoint, map_location='cpu',
-                        strict=True, logger='silent')
-    else:
-        model.init_weights()
-    model.eval()
+    model = build_distiller_probe(cfg, teacher_checkpoint,
+                                  student_checkpoint, seed)
     samples = collect_distilled_samples(
         model, Runner.build_dataloader(cfg.train_dataloader, seed=seed),
         num_batches)
@@ -238,3 +226,158 @@ def sweep_config(cfg: Config, teacher_checkpoint: str,
     return dict(rows=rows, samples=len(samples.labels),
                 positives=int(positives.sum()), batches=samples.batches,
                 classifier=classifier, weight_mode=weight_mode)
+
+
+def build_distiller_probe(cfg: Config, teacher_checkpoint: str,
+                          student_checkpoint: Optional[str],
+                          seed: int = 0) -> nn.Module:
+    """The distiller of a distillation config, in eval mode, to analyse the
+    samples its training steps distil (no parameter update).
+
+    Args:
+        cfg (Config): A distillation config.
+        teacher_checkpoint (str): The teacher's weights.
+        student_checkpoint (str, optional): The student's (strictly loaded);
+            None keeps the random initialisation of ``seed``.
+        seed (int): Random seed of the initialisation.
+
+    Returns:
+        nn.Module: The distiller.
+
+    Raises:
+        ValueError: For a config that builds no distilling detector.
+    """
+    from mmdet_eakd.distill import is_distill_config
+    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    if not is_distill_config(cfg.model):
+        raise ValueError('the config does not build a distilling detector '
+                         '(model.type); give a distillation config.')
+    set_random_seed(seed)
+    cfg.model.teacher.checkpoint = teacher_checkpoint
+    model = MODELS.build(cfg.model)
+    if student_checkpoint:
+        load_strict(model, student_checkpoint, 'student checkpoint')
+    else:
+        model.init_weights()
+    return model.eval()
+
+
+class BoxSamples(NamedTuple):
+    """Per positive location of a GFL student's box term, concatenated.
+
+    Attributes:
+        ea_weight (Tensor): The EA weight of EA-LD, shape (N,).
+        ld (Tensor): The term's loss there without EA: LD times LD's own
+            weight, the student's top class score, shape (N,).
+        iou (Tensor): IoU of the student's box with its object, shape (N,).
+        entropy_t (Tensor): The teacher's mean edge entropy, shape (N,).
+        batches (int): Training batches they came from.
+    """
+    ea_weight: Tensor
+    ld: Tensor
+    iou: Tensor
+    entropy_t: Tensor
+    batches: int
+
+
+@torch.no_grad()
+def collect_box_samples(model: nn.Module, data_loader,
+                        num_batches: int) -> BoxSamples:
+    """The positives a dense distiller's box-distribution term distils, with
+    the EA weights and LD terms it would give them and the IoU of the
+    student's boxes, over training batches (no update).
+
+    The term's ``reg_max``, ``temperature`` and ``entropy_temperature`` are
+    used, with ``weight_mode='ea'`` whatever the term's mode (a KD + LD
+    config shows where EA-LD would put the weight).
+
+    Args:
+        model (nn.Module): A dense distiller with a box-distribution term
+            (``EALDLoss`` in ``distill_terms``), e.g. from
+            :func:`build_distiller_probe`.
+        data_loader (Iterable): Yields mmdet training batches.
+        num_batches (int): How many batches (fewer if the loader ends).
+
+    Returns:
+        BoxSamples: The positives of every batch.
+
+    Raises:
+        ValueError: Without a box term, for a head whose loss gives no IoU
+            (quality) targets, or when the batches had no positive.
+    """
+    from mmdet_eakd.distill.adapters.dense import positive_locations
+    from mmdet_eakd.losses import BOX_DISTRIBUTION
+    from mmdet_eakd.losses.ld_functional import (ea_ld_statistics,
+                                                 ld_loss_per_location)
+    terms = [t for t in model.terms() if t.kind == BOX_DISTRIBUTION]
+    if len(terms) != 1:
+        raise ValueError(
+            f'the config has {len(terms)} box-distribution terms; this '
+            'analysis needs one (an EALDLoss in model.distill_terms, e.g. '
+            'configs/kd_ld_gfl_r101_r18.py).')
+    loss = terms[0].loss
+    num_classes = model.adapter.num_classes(model)
+    parts: Dict[str, List[Tensor]] = dict(ea_weight=[], ld=[], iou=[],
+                                          entropy_t=[])
+    batches = 0
+    for data in data_loader:
+        data = model.data_preprocessor(data, True)
+        for group in model.distill_inputs(data['inputs'],
+                                          data['data_samples']).groups:
+            if group.samples.quality is None:
+                raise ValueError(
+                    'the student\'s head gives its classification loss no '
+                    'IoU (quality) targets; this analysis reads those of '
+                    'GFL heads.')
+            positive = positive_locations(group, num_classes)
+            student, teacher = group.pair(BOX_DISTRIBUTION)
+            student = student[positive].float()
+            teacher = teacher[positive].float()
+            stats = ea_ld_statistics(
+                student, teacher, reg_max=loss.reg_max,
+                entropy_temperature=loss.entropy_temperature,
+                weight_mode='ea')
+            score = group.student[positive].float().amax(dim=1).sigmoid()
+            parts['ld'].append(score * ld_loss_per_location(
+                student, teacher, reg_max=loss.reg_max,
+                temperature=loss.temperature))
+            parts['ea_weight'].append(stats.ea_weight)
+            parts['entropy_t'].append(stats.entropy_t)
+            parts['iou'].append(group.samples.quality[positive].float())
+        batches += 1
+        if batches >= num_batches:
+            break
+    out = {name: torch.cat(values) for name, values in parts.items()}
+    if out['iou'].numel() == 0:
+        raise ValueError(f'No positive locations in {batches} batch(es): '
+                         'check that the data has annotated images.')
+    return BoxSamples(**out, batches=batches)
+
+
+def box_weights_of_config(cfg: Config, teacher_checkpoint: str,
+                          student_checkpoint: Optional[str],
+                          num_batches: int, seed: int = 0) -> dict:
+    """:func:`~mmdet_eakd.analysis.box_weights.box_weights_by_iou` on the
+    positives of a box-distillation config's training steps.
+
+    Args:
+        cfg (Config): A config with a box-distribution term (its train
+            dataloader gives the data).
+        teacher_checkpoint (str): The teacher's weights.
+        student_checkpoint (str, optional): The student's; None keeps the
+            random initialisation of ``seed``.
+        num_batches (int): Training batches to collect.
+        seed (int): Random seed (initialisation, data order).
+
+    Returns:
+        dict: The summary, with ``batches``.
+    """
+    from mmdet_eakd.analysis.box_weights import box_weights_by_iou
+    model = build_distiller_probe(cfg, teacher_checkpoint,
+                                  student_checkpoint, seed)
+    samples = collect_box_samples(
+        model, Runner.build_dataloader(cfg.train_dataloader, seed=seed),
+        num_batches)
+    summary = box_weights_by_iou(samples.ea_weight, samples.ld, samples.iou,
+                                 samples.entropy_t)
+    return dict(summary, batches=samples.batches)

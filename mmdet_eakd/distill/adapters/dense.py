@@ -79,8 +79,16 @@ class DenseSamples(NamedTuple):
         shapes (tuple[torch.Size]): Per FPN level, the shape (B, A * C, H, W)
             of the student's classification output. The teacher's must be
             equal (same levels, anchors, classes and feature-map sizes).
+        quality (Tensor, optional): Per location (the rows' order), shape
+            (N,), detached: the soft target of a quality focal loss (GFL,
+            RTMDet: their ``loss_cls`` takes ``(labels, score)``), the IoU of
+            the student's decoded box with its assigned object at positives
+            and 0 elsewhere. None for heads whose ``loss_cls`` takes labels
+            only. Read by analyses (e.g. EA-LD's weight against IoU), not by
+            the losses.
     """
     shapes: Tuple[torch.Size, ...]
+    quality: Optional[Tensor] = None
 
 
 class DenseAlignmentError(UnsupportedPairError):
@@ -270,6 +278,7 @@ class _DenseRecord:
         self.head_calls = 0
         self.scores: List[Tensor] = []
         self.labels: List[Tensor] = []
+        self.qualities: List[Tensor] = []
         self.label_weights: List[Optional[Tensor]] = []
         self.box_preds: Optional[List[Tensor]] = None
 
@@ -288,8 +297,11 @@ class _DenseRecord:
         values = list(call_arguments(module, args, kwargs).values())
         target = values[1]
         self.scores.append(values[0])
-        self.labels.append(target[0] if isinstance(target,
-                                                   (tuple, list)) else target)
+        if isinstance(target, (tuple, list)):
+            self.labels.append(target[0])
+            self.qualities.append(target[1])
+        else:
+            self.labels.append(target)
         self.label_weights.append(values[2])
 
     def to_group(self, head: nn.Module) -> GroupCapture:
@@ -337,9 +349,18 @@ class _DenseRecord:
             labels=labels.long(),
             valid=valid,
             weight=1.0,
-            samples=DenseSamples(self.shapes),
+            samples=DenseSamples(self.shapes, self._quality(labels)),
             feats=self.feats,
             student_tensors=student_tensors)
+
+
+    def _quality(self, labels: Tensor) -> Optional[Tensor]:
+        """The quality targets of every ``loss_cls`` call, concatenated as
+        the labels, if every call had them."""
+        if len(self.qualities) != len(self.labels):
+            return None
+        quality = torch.cat([q.detach().reshape(-1) for q in self.qualities])
+        return quality if quality.shape == labels.shape else None
 
 
 def check_locations(distill_locations: str,
