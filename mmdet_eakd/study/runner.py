@@ -335,6 +335,9 @@ class Run:
     #: :func:`.noise.half_aps`).
     halves_ann_file: Optional[Path] = None
     progress: float = 0.0
+    #: ``progress`` when this invocation started the run (a resumed run's
+    #: epochs before its checkpoint): the ETA counts only what it trained.
+    start_progress: float = 0.0
     log_tail: List[str] = field(default_factory=list)
 
     @property
@@ -445,6 +448,8 @@ def train(run: Run) -> dict:
             if match:
                 epoch, it, total = map(int, match.groups())
                 run.progress = min(1.0, (epoch - 1 + it / total) / run.epochs)
+                if resume and not run.start_progress:
+                    run.start_progress = (epoch - 1) / run.epochs
     if proc.returncode != 0:
         raise TrainingFailed(
             f'training {run.name} exited with code {proc.returncode}; log: '
@@ -527,9 +532,10 @@ def run_all(runs: Sequence[Run], jobs: int, log: Log = print_line,
         while not finished.wait(progress_interval):
             with lock:
                 done = sum(run.progress for run in todo)
+                trained = done - sum(run.start_progress for run in todo)
             elapsed = time.time() - started
-            eta = (f'{elapsed * (len(todo) - done) / done / 60:.1f} min'
-                   if done > 0.02 else 'estimating')
+            eta = (f'{elapsed * (len(todo) - done) / trained / 60:.1f} min'
+                   if trained > 0.02 else 'estimating')
             log(f'[study] progress {100 * done / len(todo):.0f}% '
                 f'({len(results) - (len(runs) - len(todo))}/{len(todo)} runs '
                 f'done), elapsed {elapsed / 60:.1f} min, ETA {eta}')
