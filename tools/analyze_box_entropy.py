@@ -25,28 +25,17 @@ from pathlib import Path
 from typing import List, Optional
 
 import mmdet_eakd  # noqa: F401  (first: quiets mmengine)
+from mmdet_eakd.utils.distilled_samples import (add_probe_arguments,
+                                                check_probe_arguments)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('config',
-                        help='a config with a box-distribution term')
-    parser.add_argument('--teacher-checkpoint', required=True)
-    parser.add_argument('--student-checkpoint', default=None,
-                        help='trained student weights (default: the '
-                        "config's random initialisation, seed --seed)")
-    parser.add_argument('--num-batches', type=int, default=20)
-    parser.add_argument('--seed', type=int, default=0)
+    add_probe_arguments(parser, 'a config with a box-distribution term')
     parser.add_argument('--out', default=None,
                         help='write the summary as JSON')
     args = parser.parse_args(argv)
-    if args.num_batches < 1:
-        parser.error('--num-batches must be >= 1')
-    for path, what in ((args.config, 'config'),
-                       (args.teacher_checkpoint, '--teacher-checkpoint'),
-                       (args.student_checkpoint, '--student-checkpoint')):
-        if path is not None and not Path(path).is_file():
-            parser.error(f'{what} {path} does not exist')
+    check_probe_arguments(parser, args)
     return args
 
 

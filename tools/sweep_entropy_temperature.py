@@ -23,32 +23,22 @@ from pathlib import Path
 from typing import List, Optional
 
 import mmdet_eakd  # noqa: F401  (first: quiets mmengine)
+from mmdet_eakd.utils.distilled_samples import (add_probe_arguments,
+                                                check_probe_arguments)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('config', help='a distillation (KD / EA-KD) config')
-    parser.add_argument('--teacher-checkpoint', required=True)
-    parser.add_argument('--student-checkpoint', default=None,
-                        help='trained student weights (default: the '
-                        "config's random initialisation, seed --seed)")
+    add_probe_arguments(parser, 'a distillation (KD / EA-KD) config')
     parser.add_argument('--temperatures', nargs='+', type=float,
                         default=[0.5, 1.0, 2.0, 3.0])
-    parser.add_argument('--num-batches', type=int, default=20)
     parser.add_argument('--weight-mode', default='ea',
                         choices=['ea', 'base', 'interact'])
-    parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', default=None, help='write the rows as JSON')
     args = parser.parse_args(argv)
-    if args.num_batches < 1:
-        parser.error('--num-batches must be >= 1')
+    check_probe_arguments(parser, args)
     if min(args.temperatures) <= 0:
         parser.error('--temperatures must be > 0')
-    for path, what in ((args.config, 'config'),
-                       (args.teacher_checkpoint, '--teacher-checkpoint'),
-                       (args.student_checkpoint, '--student-checkpoint')):
-        if path is not None and not Path(path).is_file():
-            parser.error(f'{what} {path} does not exist')
     return args
 
 

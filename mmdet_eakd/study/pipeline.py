@@ -241,7 +241,6 @@ def run_study(regime: Regime,
         [m for m in chosen if m.loss_weight_from is not None], first)
     if second:
         results.update(run_all(second, jobs=jobs, log=log))
-    runs = first + second
 
     teacher_metrics = teacher_curve = None
     if teacher is not None:

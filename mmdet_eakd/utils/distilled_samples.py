@@ -1,4 +1,5 @@
 """The samples training steps distill, collected through the public API."""
+import argparse
 import os.path as osp
 import sys
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -226,6 +227,34 @@ def sweep_config(cfg: Config, teacher_checkpoint: str,
     return dict(rows=rows, samples=len(samples.labels),
                 positives=int(positives.sum()), batches=samples.batches,
                 classifier=classifier, weight_mode=weight_mode)
+
+
+def add_probe_arguments(parser: argparse.ArgumentParser,
+                        config_help: str) -> None:
+    """The arguments of the tools that probe a distillation config on
+    training batches (:func:`build_distiller_probe`): ``config``,
+    ``--teacher-checkpoint``, ``--student-checkpoint``, ``--num-batches``,
+    ``--seed``; check them with :func:`check_probe_arguments`."""
+    parser.add_argument('config', help=config_help)
+    parser.add_argument('--teacher-checkpoint', required=True)
+    parser.add_argument('--student-checkpoint', default=None,
+                        help='trained student weights (default: the '
+                        "config's random initialisation, seed --seed)")
+    parser.add_argument('--num-batches', type=int, default=20)
+    parser.add_argument('--seed', type=int, default=0)
+
+
+def check_probe_arguments(parser: argparse.ArgumentParser,
+                          args: argparse.Namespace) -> None:
+    """Usage errors (``parser.error``) for the arguments of
+    :func:`add_probe_arguments`: a batch count below 1, a missing file."""
+    if args.num_batches < 1:
+        parser.error('--num-batches must be >= 1')
+    for path, what in ((args.config, 'config'),
+                       (args.teacher_checkpoint, '--teacher-checkpoint'),
+                       (args.student_checkpoint, '--student-checkpoint')):
+        if path is not None and not osp.isfile(path):
+            parser.error(f'{what} {path} does not exist')
 
 
 def build_distiller_probe(cfg: Config, teacher_checkpoint: str,
