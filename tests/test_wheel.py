@@ -74,6 +74,10 @@ def test_the_wheel_carries_every_config(installed_wheel):
     assert shipped <= names
     assert 'mmdet_eakd/.mim/model-index.yml' in names
     assert {'mmdet_eakd/train.py', 'mmdet_eakd/test.py'} <= names
+    # the studies' records (teacher weights, run results) stay in the
+    # repository: a wheel carries no checkpoint and no study result
+    assert not [n for n in names
+                if n.endswith('.pth') or '/study/results/' in n]
 
 
 def test_a_config_named_by_scope_trains_and_tests(installed_wheel, tmp_path):
