@@ -131,6 +131,23 @@ def test_report_by_hand(tmp_path):
     assert (tmp_path / 'study.png').stat().st_size > 10_000
 
 
+def test_report_shows_each_seed_s_learning_curve():
+    from mmdet_eakd.study import REGIMES
+    from mmdet_eakd.study.report import build_report
+    curves = {0: [[6, 10.0, 0, 0], [12, 20.0, 0, 0]],
+              1: [[6, 14.0, 0, 0], [12, 30.0, 0, 0]]}
+    results = {f'student/seed{s}': dict(
+        metrics={'coco/bbox_mAP': c[-1][1] / 100, 'coco/bbox_mAP_50': 0.5,
+                 'coco/bbox_mAP_75': 0.1}, train_time_s=1.0, curve=c)
+        for s, c in curves.items()}
+    md = build_report(REGIMES['frcnn'], ['student'], [0, 1], results,
+                      teacher_metrics=None, wall_time_s=1.0, jobs=1,
+                      threads=1).markdown
+    assert '| student (2 seeds) | 12.0 | 25.0 |' in md
+    assert '| student, seed 0 | 10.0 | 20.0 |' in md
+    assert '| student, seed 1 | 14.0 | 30.0 |' in md
+
+
 def test_seeds_for_halfwidth_is_the_smallest_n():
     """The smallest n with t_{0.975, n-1} sd / sqrt(n) <= halfwidth."""
     for sd, target in ((0.81, 0.3), (0.5, 0.3), (0.2, 0.3), (1.0, 0.5)):

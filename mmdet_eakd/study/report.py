@@ -214,8 +214,9 @@ def _power_lines(data: dict) -> List[str]:
 
 
 def _curve_lines(data: dict) -> List[str]:
-    """AP per evaluated epoch (mean over seeds), when runs were evaluated
-    more than once, and the teacher's curve."""
+    """AP per evaluated epoch (each method's mean over seeds, then each
+    seed's), when runs were evaluated more than once, and the teacher's
+    curve."""
     rows: Dict[str, Dict[int, float]] = {}
     teacher = data.get('teacher_curve')
     if teacher and len(teacher) > 1:
@@ -228,10 +229,15 @@ def _curve_lines(data: dict) -> List[str]:
             epoch: sum(c[i][1] for c in curves) / len(curves)
             for i, epoch in enumerate(epochs)
         }
+        if len(curves) > 1:
+            for seed, curve in zip(data['seeds'], curves):
+                rows[f'{method}, seed {seed}'] = {
+                    int(point[0]): point[1] for point in curve}
     if not rows:
         return []
     epochs = sorted({e for row in rows.values() for e in row})
-    lines = ['', 'AP per evaluated epoch (mean over seeds):', '',
+    lines = ['', 'AP per evaluated epoch (each method: the mean over seeds, '
+             'then each seed):', '',
              '| run | ' + ' | '.join(f'ep {e}' for e in epochs) + ' |',
              '|---|' + '---|' * len(epochs)]
     for name, row in rows.items():
