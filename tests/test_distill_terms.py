@@ -313,14 +313,15 @@ def _scalar(value):
     return value.mean()
 
 
-#: The log keys of distill_loss configs, as on main before distill_terms.
+#: The log keys of distill_loss configs, as on main before distill_terms
+#: (RoI heads also log the EA weight of foreground / background RoIs since).
 LEGACY_KEYS = {
     'dense': {'loss_cls', 'loss_bbox', 'loss_dfl', 'teacher_unusable',
               'loss_kd', 'ea_weight', 'entropy_t', 'entropy_s',
               'kd_fg_share', 'kd_bg_share'},
     'roi': {'loss_rpn_cls', 'loss_rpn_bbox', 'loss_cls', 'acc', 'loss_bbox',
             'teacher_unusable', 'loss_kd', 'ea_weight', 'entropy_t',
-            'entropy_s'},
+            'entropy_s', 'ea_weight_fg', 'ea_weight_bg'},
 }
 
 
