@@ -148,6 +148,27 @@ def test_report_shows_each_seed_s_learning_curve():
     assert '| student, seed 1 | 14.0 | 30.0 |' in md
 
 
+def test_report_eval_noise_of_a_difference_reads_each_seed():
+    """The eval noise of a paired difference: sd over seeds of (ΔAP on half
+    A − ΔAP on half B) / 2, each seed's own halves."""
+    from mmdet_eakd.study import REGIMES
+    from mmdet_eakd.study.report import build_report
+    halves = {'student/seed0': (38.0, 37.0), 'KD/seed0': (42.0, 42.0),
+              'student/seed1': (43.0, 40.0), 'KD/seed1': (50.0, 50.0),
+              'student/seed2': (41.0, 40.0), 'KD/seed2': (45.0, 44.0)}
+    results = {name: dict(metrics={'coco/bbox_mAP': sum(h) / 200,
+                                   'coco/bbox_mAP_50': 0.5,
+                                   'coco/bbox_mAP_75': 0.1},
+                          train_time_s=1.0)
+               for name, h in halves.items()}
+    data = build_report(REGIMES['frcnn'], ['student', 'KD'], [0, 1, 2],
+                        results, teacher_metrics=None, wall_time_s=1.0,
+                        jobs=1, threads=1, halves=halves).data
+    # (ΔA − ΔB) per seed: -1, -3, 0 -> sd 1.5275, / 2
+    (comp, ) = [c for c in data['comparisons'] if c['method'] == 'KD']
+    assert comp['eval_noise_std'] == pytest.approx(1.527525 / 2, rel=1e-5)
+
+
 def test_seeds_for_halfwidth_is_the_smallest_n():
     """The smallest n with t_{0.975, n-1} sd / sqrt(n) <= halfwidth."""
     for sd, target in ((0.81, 0.3), (0.5, 0.3), (0.2, 0.3), (1.0, 0.5)):

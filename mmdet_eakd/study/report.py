@@ -92,9 +92,11 @@ def build_report(regime: Regime, methods: Sequence[str], seeds: Sequence[int],
                 seeds_for_halfwidth(std, TARGET_HALFWIDTH, confidence)
                 if len(seeds) > 1 else None)
             if halves is not None:
+                # per seed: (ΔAP on half A, ΔAP on half B); a list, not a
+                # generator, so that each row reads its own seed
                 comp['eval_noise_std'] = half_split_noise_std(*zip(*[
-                    (halves[f'{method}/seed{s}'][h] -
-                     halves[f'{reference}/seed{s}'][h] for h in (0, 1))
+                    [halves[f'{method}/seed{s}'][h] -
+                     halves[f'{reference}/seed{s}'][h] for h in (0, 1)]
                     for s in seeds]))
             comparisons.append(comp)
     noise = None
