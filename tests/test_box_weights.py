@@ -103,18 +103,13 @@ def test_dense_capture_keeps_the_iou_targets_gfl_s_loss_received(tmp_path):
 
 
 def test_tool_reports_ea_ld_weights_by_iou(synthetic_root, tmp_path):
-    import mmdet_eakd  # noqa: F401
     from mmengine.config import Config
 
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    register_all_modules()
-    torch.manual_seed(0)
-    teacher = MODELS.build(
+    from mmdet_eakd.utils import write_random_teacher_checkpoint
+    write_random_teacher_checkpoint(
         Config.fromfile(str(SYNTHETIC_CONFIGS /
-                            'gfl_teacher_synthetic.py')).model)
-    teacher.init_weights()
-    torch.save({'state_dict': teacher.state_dict()}, tmp_path / 'teacher.pth')
+                            'kd_ld_gfl_teacher_tiny_synthetic.py')),
+        tmp_path / 'teacher.pth')
     cfg = tmp_path / 'kd_ld.py'
     cfg.write_text(
         f"_base_ = '{SYNTHETIC_CONFIGS / 'kd_ld_gfl_teacher_tiny_synthetic.py'}'"

@@ -313,12 +313,11 @@ def test_usable_teacher_rows_by_classifier():
     ]
 
 
-def test_foreground_rois_distil_only_the_foreground(teacher_ckpt):
-    """``distill_rois='foreground'``: the KD loss is the mean per-RoI term
-    over the RoIs sampled as objects; background RoIs are masked out (their
-    rows reach the loss as zeros)."""
+def _one_loss_step(teacher_ckpt, **model_fields):
+    """A distiller (seed 1, ``model_fields`` set) after one ``loss`` call on
+    a batch of 4: (model, losses, what its distillation loss received)."""
     cfg = distill_model_cfg(teacher_ckpt)
-    cfg.distill_rois = 'foreground'
+    cfg.update(model_fields)
     torch.manual_seed(1)
     model = MODELS.build(cfg)
     model.init_weights()
@@ -327,6 +326,15 @@ def test_foreground_rois_distil_only_the_foreground(teacher_ckpt):
     data = model.data_preprocessor(batch(4), True)
     losses = model.loss(data['inputs'], data['data_samples'])
     (call, ) = calls
+    return model, losses, call
+
+
+def test_foreground_rois_distil_only_the_foreground(teacher_ckpt):
+    """``distill_rois='foreground'``: the KD loss is the mean per-RoI term
+    over the RoIs sampled as objects; background RoIs are masked out (their
+    rows reach the loss as zeros)."""
+    model, losses, call = _one_loss_step(teacher_ckpt,
+                                         distill_rois='foreground')
     labels = call['labels']
     foreground = labels < 8
     assert 0 < int(foreground.sum()) < len(labels)
@@ -336,6 +344,8 @@ def test_foreground_rois_distil_only_the_foreground(teacher_ckpt):
                                  reduction_override='none')
     assert torch.allclose(losses['loss_kd'], per_roi[foreground].mean())
     # the plain student config drops the option
+    cfg = distill_model_cfg(teacher_ckpt)
+    cfg.distill_rois = 'foreground'
     assert 'distill_rois' not in student_model_config(cfg)
 
 
@@ -344,14 +354,7 @@ def test_ea_weight_is_logged_apart_for_foreground_and_background(
     """``ea_weight_fg`` / ``ea_weight_bg``: the mean EA weight over the RoIs
     sampled as objects / as background, from the same per-RoI weights as
     ``ea_weight`` (their count-weighted mean)."""
-    torch.manual_seed(1)
-    model = MODELS.build(distill_model_cfg(teacher_ckpt))
-    model.init_weights()
-    calls = record_loss_calls(model.distill_loss)
-    model.train()
-    data = model.data_preprocessor(batch(4), True)
-    losses = model.loss(data['inputs'], data['data_samples'])
-    (call, ) = calls
+    model, losses, call = _one_loss_step(teacher_ckpt)
     foreground = call['labels'] < 8
     assert 0 < int(foreground.sum()) < len(foreground)
     weights = model.distill_loss.ea_stats(call['student'],

@@ -78,17 +78,13 @@ def test_sweep_on_known_sigmoid_logits():
 
 
 def test_tool_sweeps_a_dense_config(synthetic_root, tmp_path):
-    import mmdet_eakd  # noqa: F401
     from mmengine.config import Config
 
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-    register_all_modules()
-    teacher_cfg = SYNTHETIC_CONFIGS / 'gfl_teacher_synthetic.py'
-    torch.manual_seed(0)
-    teacher = MODELS.build(Config.fromfile(str(teacher_cfg)).model)
-    teacher.init_weights()
-    torch.save({'state_dict': teacher.state_dict()}, tmp_path / 'teacher.pth')
+    from mmdet_eakd.utils import write_random_teacher_checkpoint
+    write_random_teacher_checkpoint(
+        Config.fromfile(str(SYNTHETIC_CONFIGS /
+                            'eakd_gfl_teacher_tiny_synthetic.py')),
+        tmp_path / 'teacher.pth')
     cfg = tmp_path / 'eakd.py'
     cfg.write_text(
         f"_base_ = '{SYNTHETIC_CONFIGS / 'eakd_gfl_teacher_tiny_synthetic.py'}'"

@@ -38,22 +38,24 @@ def prepare_teacher(regime: Regime, data_root: Path, teacher_dir: Path,
                         eval_interval=regime.teacher_eval_interval)
     key = run_key(portable_text(config, data=data_root),
                   data_root / 'synthetic_manifest.json')
-    run = Run(name='teacher', seed=None, work_dir=teacher_dir / 'run',
-              config=config, epochs=regime.teacher_epochs, key=key,
-              threads=threads)
     checkpoint = teacher_dir / 'teacher.pth'
     recorded = record_dir / 'teacher' if record_dir is not None else None
-    if recorded is not None and not (checkpoint.is_file() and run.done()):
-        record = Run(name='teacher', seed=None, work_dir=recorded,
-                     config=config, epochs=regime.teacher_epochs, key=key,
-                     threads=threads)
-        if record.done() and (recorded / 'teacher.pth').is_file():
+    run = Run(name='teacher', seed=None, work_dir=teacher_dir / 'run',
+              config=config, epochs=regime.teacher_epochs, key=key,
+              threads=threads,
+              record_file=recorded / 'result.json' if recorded else None)
+    result = run.done()
+    if (not checkpoint.is_file() and recorded is not None
+            and (recorded / 'teacher.pth').is_file()):
+        from_record = _read_json(run.record_file)
+        if from_record is not None and from_record.get('key') == key:
             run.work_dir.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(recorded / 'teacher.pth', checkpoint)
-            shutil.copyfile(record.result_file, run.result_file)
+            write_json(run.result_file, from_record)
+            result = from_record
             log(f'[study] teacher taken from the record {recorded}')
-    result = run.done()
-    if result is not None and checkpoint.is_file():
+    trained = result is None or not checkpoint.is_file()
+    if not trained:
         log(f'[study] reusing cached teacher {checkpoint} (AP '
             f'{100 * result["metrics"]["coco/bbox_mAP"]:.1f})')
     else:
@@ -61,8 +63,8 @@ def prepare_teacher(regime: Regime, data_root: Path, teacher_dir: Path,
             f'{threads} threads)')
         started = time.time()
         result = run_all([run], jobs=1, log=log)['teacher']
-        trained = (run.work_dir / 'last_checkpoint').read_text().strip()
-        state = torch.load(trained, map_location='cpu', weights_only=False)
+        last = (run.work_dir / 'last_checkpoint').read_text().strip()
+        state = torch.load(last, map_location='cpu', weights_only=False)
         tmp = checkpoint.with_suffix('.tmp')
         torch.save(dict(state_dict=state['state_dict'], meta=dict(key=key)),
                    tmp)
@@ -70,12 +72,13 @@ def prepare_teacher(regime: Regime, data_root: Path, teacher_dir: Path,
         log(f'[study] teacher AP '
             f'{100 * result["metrics"]["coco/bbox_mAP"]:.1f} '
             f'({time.time() - started:.0f} s)')
+    # the record holds this teacher: a new one, or a cached one it lacks
     if recorded is not None and (
-            _read_json(recorded / 'result.json') != result
+            trained or _read_json(run.record_file) != result
             or not (recorded / 'teacher.pth').is_file()):
         recorded.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(checkpoint, recorded / 'teacher.pth')
-        write_json(recorded / 'result.json', result)
+        write_json(run.record_file, result)
     return checkpoint, result
 
 

@@ -18,6 +18,7 @@ threads.
 """
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -67,8 +68,18 @@ def _file_digest(path: Path) -> str:
 
     A checkpoint is digested by its ``state_dict`` (names, dtypes, shapes and
     values, in name order), not its bytes: the same weights saved twice, or on
-    another machine, give the same digest whatever the file's metadata.
+    another machine, give the same digest whatever the file's metadata. A
+    study keys every run by its teacher: the digest of an unchanged file
+    (same size and modification time) is computed once per process.
     """
+    stat = Path(path).stat()
+    return _cached_digest(Path(path).resolve(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_digest(path: Path, size: int, mtime_ns: int) -> str:
+    """:func:`_file_digest` of ``path`` as it is at ``size`` and
+    ``mtime_ns`` (the cache key)."""
     digest = hashlib.sha256()
     if path.suffix == '.pth':
         import torch
@@ -407,7 +418,8 @@ def train(run: Run) -> dict:
     config to ``work_dir/config.py``, streams the log to
     ``work_dir/train.log``, keeps ``run.progress`` (0-1) up to date from the
     iteration counter, and writes ``result.json`` (metrics, wall time, key)
-    atomically last, and to ``run.record_file`` when set. The last evaluation's detections are kept as
+    atomically last, and to ``run.record_file`` when set. The last
+    evaluation's detections are kept as
     ``work_dir/predictions.bbox.json`` (for :mod:`.noise`); where they go is
     not part of the run's key. The run keeps its last checkpoint every
     :data:`RESUME_INTERVAL` epochs (not part of the key either), and a run
