@@ -9,7 +9,7 @@ import pickle
 import pytest
 import torch
 
-from mmdet_eakd.losses import (CLASSIFIER_KINDS, SIGMOID,
+from mmdet_eakd.losses import (CLASSIFIER_KINDS, LOSS_TYPES, SIGMOID,
                                SIGMOID_ENTROPY_TEMPERATURE,
                                SIGMOID_ENTROPY_UPPER_BOUND, SOFTMAX, EAKDLoss,
                                SigmoidEAKDLoss, binary_softened_entropy,
@@ -40,10 +40,11 @@ def test_names_lookup_and_formatting():
 
 def test_copies_are_the_same_kind():
     """A deep copy or a pickled kind (a regime copied, a benchmark worker)
-    still equals and hashes as the original."""
+    still equals, hashes and looks up as the original."""
     for kind in CLASSIFIER_KINDS:
         for clone in (copy.deepcopy(kind), pickle.loads(pickle.dumps(kind))):
             assert clone == kind and hash(clone) == hash(kind)
+            assert LOSS_TYPES[clone] is LOSS_TYPES[kind]
     assert SOFTMAX != SIGMOID
 
 
@@ -94,6 +95,8 @@ def test_statistics_use_the_kind_s_defaults():
     assert default(EAKDLoss, 'entropy_temperature') == 3.0
     assert default(SigmoidEAKDLoss, 'entropy_temperature') == (
         SIGMOID_ENTROPY_TEMPERATURE)
+    assert EAKDLoss.classifier is SOFTMAX
+    assert SigmoidEAKDLoss.classifier is SIGMOID
 
 
 def test_usable_rows():
