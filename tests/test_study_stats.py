@@ -4,8 +4,8 @@ import math
 import pytest
 
 from mmdet_eakd.study.stats import (half_split_noise_std, paired_difference,
-                                    seeds_for_halfwidth, summarize,
-                                    t_interval_halfwidth)
+                                    seeds_for_halfwidth, std_interval,
+                                    summarize, t_interval_halfwidth)
 
 
 def test_summarize_by_hand():
@@ -183,6 +183,50 @@ def test_seeds_for_halfwidth_is_the_smallest_n():
         seeds_for_halfwidth(0.5, 0)
     with pytest.raises(ValueError, match='more than 10 seeds'):
         seeds_for_halfwidth(5.0, 0.1, max_seeds=10)
+    # large counts too (bisection): sd 2.23 -> 215, the frcnn-conv pilot's
+    assert seeds_for_halfwidth(2.23, 0.3) == 215
+    big = seeds_for_halfwidth(14.0, 0.3)
+    assert t_interval_halfwidth(14.0, big) <= 0.3 < t_interval_halfwidth(
+        14.0, big - 1)
+
+
+def test_std_interval_by_hand():
+    """chi-square table, 2 degrees of freedom: chi2_{0.025} = 0.0506,
+    chi2_{0.975} = 7.378; 9: 2.700 and 19.023."""
+    low, high = std_interval(2.0, 3)
+    assert low == pytest.approx(2.0 * math.sqrt(2 / 7.3778), rel=1e-4)
+    assert high == pytest.approx(2.0 * math.sqrt(2 / 0.050636), rel=1e-4)
+    low, high = std_interval(1.0, 10)
+    assert (low, high) == (pytest.approx(math.sqrt(9 / 19.0228), rel=1e-4),
+                           pytest.approx(math.sqrt(9 / 2.7004), rel=1e-4))
+    with pytest.raises(ValueError, match='at least 2 values'):
+        std_interval(1.0, 1)
+
+
+def test_report_power_rows_give_the_sd_interval_and_its_seed_counts():
+    from mmdet_eakd.study import REGIMES
+    from mmdet_eakd.study.report import build_report
+    ap = {'student': [0.30, 0.40, 0.35], 'KD': [0.33, 0.45, 0.38]}
+    results = {f'{m}/seed{s}': dict(
+        metrics={'coco/bbox_mAP': v, 'coco/bbox_mAP_50': 0.5,
+                 'coco/bbox_mAP_75': 0.1}, train_time_s=1.0)
+        for m, values in ap.items() for s, v in enumerate(values)}
+    report = build_report(REGIMES['frcnn'], ['student', 'KD'], [0, 1, 2],
+                          results, teacher_metrics=None, wall_time_s=1.0,
+                          jobs=1, threads=1)
+    (comp, ) = report.data['comparisons']
+    # KD - student: 3, 5, 3 points -> sd 1.1547
+    sd = math.sqrt(4 / 3)
+    assert comp['AP']['std'] == pytest.approx(sd)
+    low, high = std_interval(sd, 3)
+    assert comp['std_interval'] == [pytest.approx(low), pytest.approx(high)]
+    assert comp['seeds_for_target'] == seeds_for_halfwidth(sd, 0.3)
+    assert comp['seeds_for_target_interval'] == [
+        seeds_for_halfwidth(low, 0.3), seeds_for_halfwidth(high, 0.3)]
+    row = (f'| KD − student | {sd:.2f} [{low:.2f}, {high:.2f}] | '
+           f'{seeds_for_halfwidth(sd, 0.3)} [{seeds_for_halfwidth(low, 0.3)}'
+           f', {seeds_for_halfwidth(high, 0.3)}] |')
+    assert row in report.markdown
 
 
 def test_half_split_noise_std_by_hand():

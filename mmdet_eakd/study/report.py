@@ -11,8 +11,8 @@ from typing import Dict, List, Optional, Sequence
 
 from .methods import COMPARISONS, METHODS, Regime
 from .runner import METRICS
-from .stats import (half_split_noise_std, paired_difference,
-                    seeds_for_halfwidth, summarize)
+from .stats import (MAX_SEEDS, half_split_noise_std, paired_difference,
+                    seeds_for_halfwidth, std_interval, summarize)
 
 #: The half-width (AP points) of the paired interval a study is sized for.
 TARGET_HALFWIDTH = 0.3
@@ -38,6 +38,15 @@ def _fmt_ci(diff: dict) -> str:
         return f"{diff['mean']:+.2f}"
     return (f"{diff['mean']:+.2f} [{diff['ci_low']:+.2f}, "
             f"{diff['ci_high']:+.2f}]")
+
+
+def _seeds_for_target(std: float, confidence: float) -> Optional[int]:
+    """Seeds for a +-:data:`TARGET_HALFWIDTH` AP interval at ``std``; None
+    beyond :func:`~.stats.seeds_for_halfwidth`'s limit."""
+    try:
+        return seeds_for_halfwidth(std, TARGET_HALFWIDTH, confidence)
+    except ValueError:
+        return None
 
 
 def build_report(regime: Regime, methods: Sequence[str], seeds: Sequence[int],
@@ -88,9 +97,15 @@ def build_report(regime: Regime, methods: Sequence[str], seeds: Sequence[int],
                                             confidence).as_dict()
                    for label in LABELS.values()})
             std = comp['AP']['std']
-            comp['seeds_for_target'] = (
-                seeds_for_halfwidth(std, TARGET_HALFWIDTH, confidence)
-                if len(seeds) > 1 else None)
+            comp['seeds_for_target'] = comp['std_interval'] = None
+            comp['seeds_for_target_interval'] = None
+            if len(seeds) > 1:
+                comp['seeds_for_target'] = _seeds_for_target(std, confidence)
+                comp['std_interval'] = list(
+                    std_interval(std, len(seeds), confidence))
+                comp['seeds_for_target_interval'] = [
+                    _seeds_for_target(limit, confidence)
+                    for limit in comp['std_interval']]
             if halves is not None:
                 # per seed: (ΔAP on half A, ΔAP on half B); a list, not a
                 # generator, so that each row reads its own seed
@@ -185,6 +200,11 @@ def _markdown(data: dict, title: Optional[str]) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def _count(seeds: Optional[int]) -> str:
+    """A seed count of the power table (None: beyond the search limit)."""
+    return f'>{MAX_SEEDS}' if seeds is None else str(seeds)
+
+
 def _power_lines(data: dict) -> List[str]:
     """The paired sd of each comparison, the seeds its interval needs for
     +-``target_halfwidth`` AP, and the evaluation noise in it."""
@@ -194,7 +214,9 @@ def _power_lines(data: dict) -> List[str]:
     target = data['target_halfwidth']
     noise = data.get('eval_noise_std') is not None
     lines = ['', f'Power: the sd of the per-seed paired ΔAP, and the seeds a '
-             f'95% interval of ±{target} AP needs at that sd' +
+             f'95% interval of ±{target} AP needs at that sd; in brackets '
+             'the 95% chi-square interval of the sd and the seeds at its '
+             'limits (an sd from few seeds fixes the count only roughly)' +
              ('; the evaluation noise in ΔAP (its sd from the AP on two '
               'random halves of the validation set) and its share of the '
               'paired variance' if noise else '') + '.', '',
@@ -203,8 +225,12 @@ def _power_lines(data: dict) -> List[str]:
              '|---|---|---|' + ('---|---|' if noise else '')]
     for comp in comps:
         std = comp['AP']['std']
-        row = (f"| {comp['method']} − {comp['reference']} | {std:.2f} | "
-               f"{comp['seeds_for_target']} |")
+        low, high = comp['std_interval']
+        seeds = [_count(n) for n in (comp['seeds_for_target'],
+                                     *comp['seeds_for_target_interval'])]
+        row = (f"| {comp['method']} − {comp['reference']} | {std:.2f} "
+               f"[{low:.2f}, {high:.2f}] | {seeds[0]} [{seeds[1]}, "
+               f"{seeds[2]}] |")
         if noise:
             share = comp['eval_noise_std']**2 / std**2 if std > 0 else math.nan
             row += f" {comp['eval_noise_std']:.2f} | {100 * share:.0f}% |"

@@ -14,7 +14,7 @@ is the honest choice here.
 """
 import math
 from dataclasses import asdict, dataclass
-from typing import Dict, Sequence
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 from scipy import stats as _scipy_stats
@@ -80,6 +80,10 @@ class PairedDifference:
     def as_dict(self) -> Dict[str, float]:
         return dict(asdict(self), verdict=self.verdict,
                     interval='student-t')
+
+
+#: Where :func:`seeds_for_halfwidth` gives up by default.
+MAX_SEEDS = 100_000
 
 
 def _as_vector(values: Sequence[float], name: str) -> np.ndarray:
@@ -159,12 +163,13 @@ def paired_difference(a: Sequence[float], b: Sequence[float],
 
 def seeds_for_halfwidth(std: float, halfwidth: float,
                         confidence: float = 0.95,
-                        max_seeds: int = 1000) -> int:
+                        max_seeds: int = MAX_SEEDS) -> int:
     """The fewest seeds whose paired t-interval is at most ``+-halfwidth``.
 
     The smallest ``n >= 2`` with ``t_{(1 + confidence) / 2, n - 1} * std /
     sqrt(n) <= halfwidth``: the power statement of a study whose paired
     differences have standard deviation ``std`` (e.g. measured in pilots).
+    The half-width falls with ``n``, so ``n`` is found by bisection.
 
     Args:
         std (float): Standard deviation of the per-seed paired differences.
@@ -183,11 +188,44 @@ def seeds_for_halfwidth(std: float, halfwidth: float,
         raise ValueError(f'std must be finite and >= 0, got {std}.')
     if not halfwidth > 0:
         raise ValueError(f'halfwidth must be > 0, got {halfwidth}.')
-    for n in range(2, max_seeds + 1):
-        if t_interval_halfwidth(std, n, confidence) <= halfwidth:
-            return n
-    raise ValueError(f'more than {max_seeds} seeds are needed for +-'
-                     f'{halfwidth} at std {std}.')
+    if t_interval_halfwidth(std, max_seeds, confidence) > halfwidth:
+        raise ValueError(f'more than {max_seeds} seeds are needed for +-'
+                         f'{halfwidth} at std {std}.')
+    low, high = 1, max_seeds  # the half-width is > target at low, <= at high
+    while high - low > 1:
+        mid = (low + high) // 2
+        if t_interval_halfwidth(std, mid, confidence) <= halfwidth:
+            high = mid
+        else:
+            low = mid
+    return high
+
+
+def std_interval(std: float, n: int,
+                 confidence: float = 0.95) -> Tuple[float, float]:
+    """Two-sided chi-square interval of a standard deviation.
+
+    For ``n`` normal values with sample sd ``std``, ``(n - 1) std^2 /
+    sigma^2`` is chi-square with ``n - 1`` degrees of freedom; the interval
+    of ``sigma`` follows. It says how far a seed count computed from a
+    pilot's sd (:func:`seeds_for_halfwidth`) can be off.
+
+    Args:
+        std (float): Sample standard deviation (``n - 1`` degrees of freedom).
+        n (int): Sample size, >= 2.
+        confidence (float): Confidence level in (0, 1).
+
+    Returns:
+        tuple[float, float]: The lower and upper limit.
+    """
+    if n < 2:
+        raise ValueError(f'an sd interval needs at least 2 values, got n={n}.')
+    if not 0 < confidence < 1:
+        raise ValueError(f'confidence must be in (0, 1), got {confidence}.')
+    df = n - 1
+    upper_q = float(_scipy_stats.chi2.ppf((1 + confidence) / 2, df))
+    lower_q = float(_scipy_stats.chi2.ppf((1 - confidence) / 2, df))
+    return std * math.sqrt(df / upper_q), std * math.sqrt(df / lower_q)
 
 
 def half_split_noise_std(half_a: Sequence[float],
