@@ -3,8 +3,7 @@
 :mod:`.ld_functional` (box distributions) and :mod:`.feature_functional`
 (features), the classifier kinds (:mod:`.classifier`), registered
 modules."""
-from .classifier import (CLASSIFIER_KINDS, SIGMOID, SOFTMAX, ClassifierKind,
-                         classifier_kind)
+from .classifier import CLASSIFIER_KINDS, SIGMOID, SOFTMAX, ClassifierKind
 from .ea_kd_loss import (CLASS_LOGITS, LOSS_TYPES, EADKDLoss, EAKDLoss,
                          SigmoidEAKDLoss)
 from .ea_ld_loss import BOX_DISTRIBUTION, EALDLoss
@@ -32,7 +31,7 @@ from .pkd_loss import EA_GRANULARITIES, FEATURES, EAPKDLoss
 
 __all__ = [
     'ClassifierKind', 'SOFTMAX', 'SIGMOID', 'CLASSIFIER_KINDS',
-    'classifier_kind', 'CLASS_LOGITS', 'LOSS_TYPES', 'EAKDLoss', 'EADKDLoss',
+    'CLASS_LOGITS', 'LOSS_TYPES', 'EAKDLoss', 'EADKDLoss',
     'SigmoidEAKDLoss',
     'WEIGHT_MODES',
     'STANDARDIZATION_EPS', 'SIGMOID_ENTROPY_TEMPERATURE',

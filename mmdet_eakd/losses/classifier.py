@@ -9,7 +9,7 @@ background is every class's probability low. Everything that differs
 between the two (the EA statistics and their defaults, the background
 label, which teacher rows are usable) is a field or method of
 :class:`ClassifierKind`, of which :data:`SOFTMAX` and :data:`SIGMOID` are the
-only instances; :func:`classifier_kind` looks one up by name. Torch only.
+only instances. Torch only.
 """
 import math
 from dataclasses import dataclass
@@ -59,9 +59,9 @@ def _top_sigmoid_score(logits: Tensor) -> Tensor:
 class ClassifierKind:
     """How a head classifies, and what EA-KD computes differently for it.
 
-    Use :data:`SOFTMAX` and :data:`SIGMOID` (or :func:`classifier_kind`),
-    never a new instance. ``str()`` and ``repr()`` give :attr:`name`, so
-    messages that format a kind read ``softmax`` / ``sigmoid``. The tensor
+    Use :data:`SOFTMAX` and :data:`SIGMOID`, never a new instance.
+    ``str()`` and ``repr()`` give :attr:`name`, so messages that format a
+    kind read ``softmax`` / ``sigmoid``. The tensor
     functions below read no value on the host.
 
     Attributes:
@@ -156,22 +156,3 @@ SIGMOID = ClassifierKind(
 #: Every classifier kind.
 CLASSIFIER_KINDS: Tuple[ClassifierKind, ...] = (SOFTMAX, SIGMOID)
 
-
-def classifier_kind(name: str) -> ClassifierKind:
-    """The classifier kind called ``name``.
-
-    Args:
-        name (str): ``'softmax'`` or ``'sigmoid'``.
-
-    Returns:
-        ClassifierKind: :data:`SOFTMAX` or :data:`SIGMOID`.
-
-    Raises:
-        ValueError: For another name, naming the allowed ones.
-    """
-    for kind in CLASSIFIER_KINDS:
-        if kind.name == name:
-            return kind
-    raise ValueError('classifier must be one of '
-                     f'{tuple(kind.name for kind in CLASSIFIER_KINDS)}, got '
-                     f'{name!r}.')
