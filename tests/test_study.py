@@ -337,6 +337,7 @@ def test_feature_arms_add_a_pkd_term(tmp_path):
 
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
+    from mmdet_eakd.losses import SOFTMAX
     from mmdet_eakd.study import METHODS, REGIMES
     from mmdet_eakd.study.methods import resolve_methods
     from mmdet_eakd.study.runner import method_config
@@ -361,7 +362,7 @@ def test_feature_arms_add_a_pkd_term(tmp_path):
             if cls is not None:
                 assert cls.weight_mode == 'ea' and cls.temperature == 1.0
                 assert cls.type == ('EAKDLoss' if regime.classifier ==
-                                    'softmax' else 'SigmoidEAKDLoss')
+                                    SOFTMAX else 'SigmoidEAKDLoss')
             if regime_name == 'frcnn-short':
                 teacher_cfg = Config.fromfile(model.teacher.config).model
                 torch.save({'state_dict': MODELS.build(

@@ -12,29 +12,27 @@ from typing import Dict, List, Sequence
 from scipy import stats as scipy_stats
 from torch import Tensor
 
-from ..losses.functional import (ea_statistics, kd_loss_per_sample,
-                                 sigmoid_ea_statistics,
-                                 sigmoid_kd_loss_per_sample)
+from ..losses.classifier import ClassifierKind
 
-CLASSIFIERS = ('softmax', 'sigmoid')
 #: Top teacher score from which a positive counts as confident.
 CONFIDENT_SCORE = 0.5
 
 
-def positive_mask(labels: Tensor, num_logits: int, classifier: str) -> Tensor:
+def positive_mask(labels: Tensor, num_logits: int,
+                  classifier: ClassifierKind) -> Tensor:
     """Samples assigned to an object.
 
     Args:
-        labels (Tensor): Shape (N,), long; background is the last softmax
-            column (``C - 1``) or, for sigmoid heads, ``C`` (= num_classes).
+        labels (Tensor): Shape (N,), long; background is
+            ``classifier.num_classes(C)``: the last softmax column
+            (``C - 1``) or, for sigmoid heads, ``C`` (= num_classes).
         num_logits (int): C, the logits per sample.
-        classifier (str): ``'softmax'`` or ``'sigmoid'``.
+        classifier (ClassifierKind): The logits' classifier kind.
 
     Returns:
         Tensor: Shape (N,), bool.
     """
-    background = num_logits - 1 if classifier == 'softmax' else num_logits
-    return (labels >= 0) & (labels < background)
+    return (labels >= 0) & (labels < classifier.num_classes(num_logits))
 
 
 def outrank_probability(weights: Tensor, positive: Tensor) -> float:
@@ -62,18 +60,18 @@ def outrank_probability(weights: Tensor, positive: Tensor) -> float:
     return float(u_background / (num_pos * num_neg))
 
 
-def confident_mask(teacher: Tensor, classifier: str,
+def confident_mask(teacher: Tensor, classifier: ClassifierKind,
                    threshold: float = CONFIDENT_SCORE) -> Tensor:
     """Samples whose teacher's top class score is at least ``threshold``
-    (sigmoid: ``max_c sigmoid(z_c)``; softmax: the top probability over the
-    object classes, background excluded)."""
-    if classifier == 'sigmoid':
-        return teacher.amax(dim=1).sigmoid() >= threshold
-    return teacher.softmax(dim=1)[:, :-1].amax(dim=1) >= threshold
+    (``classifier.top_object_score``: sigmoid ``max_c sigmoid(z_c)``;
+    softmax the top probability over the object classes, background
+    excluded)."""
+    return classifier.top_object_score(teacher) >= threshold
 
 
 def temperature_sweep(student: Tensor, teacher: Tensor, labels: Tensor,
-                      temperatures: Sequence[float], classifier: str,
+                      temperatures: Sequence[float],
+                      classifier: ClassifierKind,
                       weight_mode: str = 'ea',
                       temperature: float = 1.0) -> List[Dict[str, float]]:
     """The EA weights of the samples at each ``T'``, by foreground/background.
@@ -83,7 +81,8 @@ def temperature_sweep(student: Tensor, teacher: Tensor, labels: Tensor,
         teacher (Tensor): Teacher logits, shape (N, C).
         labels (Tensor): Shape (N,), see :func:`positive_mask`.
         temperatures (Sequence[float]): The ``T'`` values.
-        classifier (str): ``'softmax'`` or ``'sigmoid'`` (which formulas).
+        classifier (ClassifierKind): The logits' classifier kind (which
+            formulas).
         weight_mode (str): EA weight mode. Defaults to ``'ea'``.
         temperature (float): KD temperature ``T``. Defaults to 1.0.
 
@@ -98,20 +97,14 @@ def temperature_sweep(student: Tensor, teacher: Tensor, labels: Tensor,
         (the same for plain KD, which has no ``T'``); ``ea_over_kd``: the
         weighted KD loss over the plain one (``sum w KD / sum KD``).
     """
-    if classifier not in CLASSIFIERS:
-        raise ValueError(f'classifier must be one of {CLASSIFIERS}, got '
-                         f'{classifier!r}.')
-    sigmoid = classifier == 'sigmoid'
-    statistics = sigmoid_ea_statistics if sigmoid else ea_statistics
-    kd = (sigmoid_kd_loss_per_sample if sigmoid else kd_loss_per_sample)(
-        student, teacher, temperature)
+    kd = classifier.kd_loss_per_sample(student, teacher, temperature)
     positive = positive_mask(labels, student.size(1), classifier)
     kd_fg_share = float(kd[positive].sum() / kd.sum())
     confident = positive & confident_mask(teacher, classifier)
     compared = confident | ~positive
     rows = []
     for entropy_temperature in temperatures:
-        weights = statistics(
+        weights = classifier.ea_statistics(
             student, teacher, entropy_temperature=entropy_temperature,
             weight_mode=weight_mode).ea_weight
         weighted = weights * kd

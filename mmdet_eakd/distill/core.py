@@ -23,7 +23,6 @@ step computed (:meth:`DistillerMixin.feature_term_losses`).
 """
 import contextlib
 import copy
-import math
 from typing import (AbstractSet, Any, Dict, List, NamedTuple, Optional,
                     Sequence, Tuple)
 
@@ -33,9 +32,8 @@ from torch import Tensor, nn
 
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
-from ..losses import (CLASS_LOGITS, FEATURES, SIGMOID_ENTROPY_TEMPERATURE,
-                      SIGMOID_ENTROPY_UPPER_BOUND, EAStats, ea_statistics,
-                      entropy_weights, image_weights, sigmoid_ea_statistics)
+from ..losses import (CLASS_LOGITS, FEATURES, EAStats, entropy_weights,
+                      image_weights)
 from .adapters import (DistillAdapter, LogitGroup, UnsupportedPairError,
                        adapter_for)
 from .adapters.base import KD_LOSS, LOGITS_ONLY, hooks, masked_rows
@@ -61,13 +59,6 @@ _AUTOCAST_DTYPES = {'fp16': torch.float16, 'bf16': torch.bfloat16}
 #: for resuming, but left out of the plain student checkpoint
 #: (:class:`~mmdet_eakd.engine.hooks.DistillStateCheckpointHook`).
 DISTILL_MODULES = ('distill_loss', 'distill_terms')
-#: ``T'`` of a feature term's EA entropies when no classification term
-#: gives them, by classifier (the defaults of ``SigmoidEAKDLoss`` and
-#: ``EAKDLoss``).
-FEATURE_ENTROPY_TEMPERATURES = {
-    'sigmoid': SIGMOID_ENTROPY_TEMPERATURE,
-    'softmax': 3.0
-}
 
 
 class RowWeights(NamedTuple):
@@ -729,8 +720,8 @@ class DistillerMixin:
         computed twice. Otherwise (the model has no classification term, or
         a step of given terms leaves it out) the entropies are computed
         here, once, on the groups' ``valid`` samples, at the term's
-        ``entropy_temperature`` (None: :data:`FEATURE_ENTROPY_TEMPERATURES`
-        of the family's classifier).
+        ``entropy_temperature`` (None: the default ``entropy_temperature``
+        of the family's classifier, that of its classification losses).
 
         Returns:
             list[RowWeights]: Per group, in order.
@@ -742,9 +733,8 @@ class DistillerMixin:
             for (logit_term, stats, mask), group in zip(recorded, groups):
                 bound = logit_term.loss.entropy_upper_bound
                 if bound is None:
-                    bound = (SIGMOID_ENTROPY_UPPER_BOUND
-                             if logit_term.loss.classifier == 'sigmoid' else
-                             math.log(group.student.size(1)))
+                    bound = logit_term.loss.classifier.entropy_upper_bound(
+                        group.student.size(1))
                 rows.append(
                     RowWeights(
                         entropy_weights(stats.entropy_t, stats.entropy_s,
@@ -754,12 +744,10 @@ class DistillerMixin:
         classifier = self.adapter.classifier
         temperature = term.loss.entropy_temperature
         if temperature is None:
-            temperature = FEATURE_ENTROPY_TEMPERATURES[classifier]
-        statistics = (sigmoid_ea_statistics
-                      if classifier == 'sigmoid' else ea_statistics)
+            temperature = classifier.entropy_temperature
         return [
             RowWeights(
-                statistics(
+                classifier.ea_statistics(
                     masked_rows(group.student, group.valid),
                     masked_rows(group.teacher, group.valid),
                     entropy_temperature=temperature,

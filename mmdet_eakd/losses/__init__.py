@@ -1,7 +1,9 @@
 # Copyright (c) mmdet-eakd contributors. All rights reserved.
 """EA-KD losses: pure math in :mod:`.functional` (classification),
 :mod:`.ld_functional` (box distributions) and :mod:`.feature_functional`
-(features), registered modules."""
+(features), the classifier kinds (:mod:`.classifier`), registered
+modules."""
+from .classifier import CLASSIFIER_KINDS, SIGMOID, SOFTMAX, ClassifierKind
 from .ea_kd_loss import (CLASS_LOGITS, LOSS_TYPES, EADKDLoss, EAKDLoss,
                          SigmoidEAKDLoss)
 from .ea_ld_loss import BOX_DISTRIBUTION, EALDLoss
@@ -28,7 +30,9 @@ from .ld_functional import (BIN_REDUCTIONS, GFL_REG_MAX,
 from .pkd_loss import EA_GRANULARITIES, FEATURES, EAPKDLoss
 
 __all__ = [
-    'CLASS_LOGITS', 'LOSS_TYPES', 'EAKDLoss', 'EADKDLoss', 'SigmoidEAKDLoss',
+    'ClassifierKind', 'SOFTMAX', 'SIGMOID', 'CLASSIFIER_KINDS',
+    'CLASS_LOGITS', 'LOSS_TYPES', 'EAKDLoss', 'EADKDLoss',
+    'SigmoidEAKDLoss',
     'WEIGHT_MODES',
     'STANDARDIZATION_EPS', 'SIGMOID_ENTROPY_TEMPERATURE',
     'SIGMOID_ENTROPY_UPPER_BOUND', 'EAStats', 'EA_STAT_NAMES', 'ea_statistics',

@@ -23,10 +23,10 @@ from mmdet.models.losses.utils import weight_reduce_loss
 from mmdet.registry import MODELS
 from torch import Tensor, nn
 
-from .functional import (SIGMOID_ENTROPY_TEMPERATURE, WEIGHT_MODES, EAStats,
-                         ea_dkd_loss_per_sample, ea_kd_loss_per_sample,
-                         ea_statistics, sigmoid_ea_kd_loss_per_sample,
-                         sigmoid_ea_statistics)
+from .classifier import SIGMOID, SOFTMAX, ClassifierKind
+from .functional import (WEIGHT_MODES, EAStats, ea_dkd_loss_per_sample,
+                         ea_kd_loss_per_sample, ea_statistics,
+                         sigmoid_ea_kd_loss_per_sample, sigmoid_ea_statistics)
 
 REDUCTIONS = ('none', 'mean', 'sum')
 
@@ -227,21 +227,19 @@ class _EADistillLoss(nn.Module):
     """Shared arguments, checks, reduction and statistics of the EA losses.
 
     The arguments are keyword-only: each subclass's constructor states its
-    own defaults. Subclasses set :attr:`_class_dim` and
-    :attr:`_default_upper_bound` and implement :meth:`_check_finite_values`,
-    :meth:`_per_sample` and :meth:`_statistics`.
+    own defaults. Subclasses set :attr:`classifier` and implement
+    :meth:`_check_finite_values`, :meth:`_per_sample` and
+    :meth:`_statistics`.
     """
 
     #: What the loss compares: classification logits.
     distills: str = CLASS_LOGITS
-    #: The classifiers the loss is made for, ``'softmax'`` or ``'sigmoid'``;
-    #: the distiller refuses a loss whose kind differs from the student's
-    #: head family.
-    classifier: str
-    #: The logits' class dimension, as shape errors name it.
-    _class_dim: str
-    #: What ``entropy_upper_bound=None`` stands for, as errors name it.
-    _default_upper_bound: str
+    #: The classifiers the loss is made for, :data:`~.classifier.SOFTMAX`
+    #: or :data:`~.classifier.SIGMOID`; the distiller refuses a loss whose
+    #: kind differs from the student's head family. Its ``class_dim`` and
+    #: ``default_upper_bound`` name the logits' shape and the default
+    #: ``H_ub`` in errors.
+    classifier: ClassifierKind
 
     def __init__(self, *, loss_weight: float, temperature: float,
                  entropy_temperature: float, weight_mode: str,
@@ -257,12 +255,13 @@ class _EADistillLoss(nn.Module):
             entropy_upper_bound=entropy_upper_bound,
             reduction=reduction,
             check_finite=check_finite,
-            default_upper_bound=self._default_upper_bound)
+            default_upper_bound=self.classifier.default_upper_bound)
 
     def _check_logits(self, student_logits: Tensor,
                       teacher_logits: Tensor) -> None:
         """Check the logits as they enter (values only with check_finite)."""
-        _check_logits(student_logits, teacher_logits, self._class_dim)
+        _check_logits(student_logits, teacher_logits,
+                      self.classifier.class_dim)
         if self.check_finite:
             self._check_finite_values(student_logits, teacher_logits)
 
@@ -398,14 +397,12 @@ class _SoftmaxEADistillLoss(_EADistillLoss):
     Args: see :class:`EAKDLoss`.
     """
 
-    classifier = 'softmax'
-    _class_dim = 'num_classes + 1'
-    _default_upper_bound = 'log C'
+    classifier = SOFTMAX
 
     def __init__(self,
                  loss_weight: float = 1.0,
                  temperature: float = 1.0,
-                 entropy_temperature: float = 3.0,
+                 entropy_temperature: float = SOFTMAX.entropy_temperature,
                  weight_mode: str = 'ea',
                  entropy_upper_bound: Optional[float] = None,
                  logit_standardization: bool = False,
@@ -558,14 +555,12 @@ class SigmoidEAKDLoss(_EADistillLoss):
             default, as for :class:`EAKDLoss`.
     """
 
-    classifier = 'sigmoid'
-    _class_dim = 'num_classes'
-    _default_upper_bound = 'log 2'
+    classifier = SIGMOID
 
     def __init__(self,
                  loss_weight: float = 1.0,
                  temperature: float = 1.0,
-                 entropy_temperature: float = SIGMOID_ENTROPY_TEMPERATURE,
+                 entropy_temperature: float = SIGMOID.entropy_temperature,
                  weight_mode: str = 'ea',
                  entropy_upper_bound: Optional[float] = None,
                  reduction: str = 'mean',
@@ -610,7 +605,7 @@ class SigmoidEAKDLoss(_EADistillLoss):
 #: softmax loss type; a family without an entry for a type has no such loss
 #: (sigmoid heads have no DKD). The study, the benchmark and the distiller's
 #: messages read it.
-LOSS_TYPES: Dict[str, Dict[str, str]] = {
-    'softmax': {'EAKDLoss': 'EAKDLoss', 'EADKDLoss': 'EADKDLoss'},
-    'sigmoid': {'EAKDLoss': 'SigmoidEAKDLoss'},
+LOSS_TYPES: Dict[ClassifierKind, Dict[str, str]] = {
+    SOFTMAX: {'EAKDLoss': 'EAKDLoss', 'EADKDLoss': 'EADKDLoss'},
+    SIGMOID: {'EAKDLoss': 'SigmoidEAKDLoss'},
 }

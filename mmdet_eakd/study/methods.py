@@ -15,7 +15,7 @@ heads predict box-edge distributions (GFL).
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Sequence, Tuple
 
-from ..losses import LOSS_TYPES
+from ..losses import LOSS_TYPES, SIGMOID, SOFTMAX, ClassifierKind
 from ..scope import CONFIG_PREFIX
 
 #: Name prefix of the shipped synthetic configs (see :mod:`mmdet_eakd.scope`).
@@ -182,8 +182,9 @@ class Regime:
         data_root (str): Where the synthetic set is generated, relative to the
             current directory unless absolute.
         methods (tuple[str]): What ``tools/study.py`` runs by default.
-        classifier (str): ``'softmax'`` (RoI heads) or ``'sigmoid'`` (dense
-            heads): which losses the methods use (:data:`LOSS_TYPES`).
+        classifier (ClassifierKind): :data:`~mmdet_eakd.losses.SOFTMAX`
+            (RoI heads) or :data:`~mmdet_eakd.losses.SIGMOID` (dense heads):
+            which losses the methods use (:data:`LOSS_TYPES`).
         test_score_thr (float, optional): Box score threshold of the
             evaluation of every run (teacher included); None keeps the
             configs'.
@@ -207,7 +208,7 @@ class Regime:
     num_val: int
     data_root: str
     methods: Tuple[str, ...]
-    classifier: str = 'softmax'
+    classifier: ClassifierKind = SOFTMAX
     test_score_thr: Optional[float] = None
     teacher_eval_interval: Optional[int] = None
     noise_halves: bool = False
@@ -223,10 +224,10 @@ class Regime:
     def supports(self, method: Method) -> bool:
         """Whether ``method`` has a loss for this regime's classifiers
         (and, for a location option, a dense distiller)."""
-        if method.distill_locations is not None and (self.classifier !=
-                                                     'sigmoid'):
+        if (method.distill_locations is not None
+                and self.classifier != SIGMOID):
             return False
-        if method.distill_rois is not None and self.classifier != 'softmax':
+        if method.distill_rois is not None and self.classifier != SOFTMAX:
             return False
         if method.box_weight_mode is not None and not self.box_distributions:
             return False
@@ -264,13 +265,13 @@ def _gfl(name: str, **kwargs) -> Regime:
     return _synthetic(
         name, 'gfl',
         methods=('student', 'KD', 'EA-KD', 'EA-KD-T3', 'KD-pos', 'KD-x0.1'),
-        classifier='sigmoid', box_distributions=True,
+        classifier=SIGMOID, box_distributions=True,
         **kwargs)
 
 
 def _rtmdet(name: str, **kwargs) -> Regime:
     return _synthetic(name, 'rtmdet', methods=('student', 'KD', 'EA-KD'),
-                      classifier='sigmoid', **kwargs)
+                      classifier=SIGMOID, **kwargs)
 
 
 def _frcnn_converged(name: str, student: str, feature_channels: int,

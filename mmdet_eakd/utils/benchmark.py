@@ -38,7 +38,7 @@ from ..analysis import bootstrap_interval, judge_target
 from ..distill import (DistillTerm, adapter_for, is_distill_config,
                        registered_class,
                        renormalize_for_teacher, same_input_format)
-from ..losses import LOSS_TYPES
+from ..losses import LOSS_TYPES, SIGMOID, ClassifierKind
 from .offline import offline_config, register_modules, teacher_model_config
 
 VARIANTS = ('student', 'teacher_forward', 'kd', 'eakd', 'dkd', 'eadkd',
@@ -176,9 +176,10 @@ class BenchmarkSettings:
     seed: int = 0
 
 
-def loss_classifier(loss_cfg: dict) -> Optional[str]:
-    """The classifier family (``'softmax'`` or ``'sigmoid'``) that a loss
-    config's type declares it is made for; None if it declares none."""
+def loss_classifier(loss_cfg: dict) -> Optional[ClassifierKind]:
+    """The classifier family (:data:`~mmdet_eakd.losses.SOFTMAX` or
+    :data:`~mmdet_eakd.losses.SIGMOID`) that a loss config's type declares
+    it is made for; None if it declares none."""
     kind = loss_cfg['type']
     cls = registered_class(kind)
     return getattr(cls, 'classifier', None)
@@ -186,13 +187,14 @@ def loss_classifier(loss_cfg: dict) -> Optional[str]:
 
 def loss_types(loss_cfg: dict) -> Dict[str, str]:
     """The shipped loss of each softmax loss type for the classifier family
-    (``'softmax'`` or ``'sigmoid'``) that a loss config's type is made for."""
+    (softmax or sigmoid) that a loss config's type is made for."""
     kind = loss_cfg['type']
     classifier = loss_classifier(loss_cfg)
     if classifier not in LOSS_TYPES:
+        names = [known.name for known in LOSS_TYPES]
         raise ValueError(f'distill_loss {kind!r} declares no classifier '
-                         f'(one of {list(LOSS_TYPES)}); the benchmark '
-                         'times the shipped EA losses only.')
+                         f'(one of {names}); the benchmark times the '
+                         'shipped EA losses only.')
     return LOSS_TYPES[classifier]
 
 
@@ -256,7 +258,7 @@ def check_named_terms_variants(config: str, model_cfg: dict,
     dkd = [name for name in single if name in ('dkd', 'eadkd')]
     sigmoid = [
         name for name, cfg in model_cfg.distill_terms.items()
-        if loss_classifier(cfg) == 'sigmoid'
+        if loss_classifier(cfg) == SIGMOID
     ]
     if dkd and sigmoid:
         message += (

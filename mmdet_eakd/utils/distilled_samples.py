@@ -226,7 +226,7 @@ def sweep_config(cfg: Config, teacher_checkpoint: str,
                               classifier)
     return dict(rows=rows, samples=len(samples.labels),
                 positives=int(positives.sum()), batches=samples.batches,
-                classifier=classifier, weight_mode=weight_mode)
+                classifier=classifier.name, weight_mode=weight_mode)
 
 
 def add_probe_arguments(parser: argparse.ArgumentParser,

@@ -43,7 +43,8 @@ from typing import (AbstractSet, Any, Callable, ContextManager, Dict, List,
 import torch
 from torch import Tensor, nn
 
-from ...losses import CLASS_LOGITS, FEATURES, LOSS_TYPES, EAStats
+from ...losses import (CLASS_LOGITS, FEATURES, LOSS_TYPES, ClassifierKind,
+                       EAStats)
 from ..terms import DistillTerm
 
 #: Name of the KD loss in the loss dict: per term ``DistillTerm.key`` of it
@@ -165,25 +166,6 @@ def masked_rows(logits: Tensor, keep: Tensor) -> Tensor:
     return torch.where(keep[:, None], logits, logits.new_zeros(()))
 
 
-def usable_teacher_rows(logits: Tensor, classifier: str) -> Tensor:
-    """Which rows of teacher logits are a distribution to distill from.
-
-    Computed on the device (no host read). Softmax: no NaN, no ``+inf`` and
-    not every logit ``-inf``, i.e. a finite row maximum. Sigmoid: no NaN
-    (``+-inf`` are the probabilities 1 and 0).
-
-    Args:
-        logits (Tensor): Teacher logits, shape (N, C).
-        classifier (str): ``'softmax'`` or ``'sigmoid'``.
-
-    Returns:
-        Tensor: Shape (N,), bool.
-    """
-    if classifier == 'sigmoid':
-        return ~torch.isnan(logits).any(dim=1)
-    return torch.isfinite(logits.amax(dim=1))
-
-
 class DistillAdapter:
     """Base class of the head-family adapters (stateless; one instance per
     registered class). Its policy is that of the RoI families: every sample
@@ -191,10 +173,11 @@ class DistillAdapter:
 
     #: The family's name, for messages.
     family: str = ''
-    #: How the family's heads classify: ``'softmax'`` (``num_classes + 1``
-    #: logits, background last) or ``'sigmoid'`` (``num_classes`` independent
+    #: How the family's heads classify: :data:`~mmdet_eakd.losses.SOFTMAX`
+    #: (``num_classes + 1`` logits, background last) or
+    #: :data:`~mmdet_eakd.losses.SIGMOID` (``num_classes`` independent
     #: logits); the distillation loss must declare the same ``classifier``.
-    classifier: str = ''
+    classifier: ClassifierKind
     #: Where an EA feature term can take one weight (its loss's
     #: ``ea_granularity``): every family weighs whole images.
     ea_granularities: Tuple[str, ...] = ('image', )
@@ -316,8 +299,8 @@ class DistillAdapter:
         """Which rows of a teacher tensor of ``kind`` are distributions to
         distil (on the device, no host read).
 
-        This base knows class logits (:func:`usable_teacher_rows` of the
-        family's classifier).
+        This base knows class logits (``usable_rows`` of the family's
+        classifier).
 
         Args:
             kind (str): The tensor's kind.
@@ -328,7 +311,7 @@ class DistillAdapter:
         """
         if kind != CLASS_LOGITS:
             raise ValueError(f'The {self.family} adapter gives no {kind}.')
-        return usable_teacher_rows(teacher, self.classifier)
+        return self.classifier.usable_rows(teacher)
 
 
     def select_samples(self, detector: nn.Module,

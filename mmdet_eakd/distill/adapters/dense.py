@@ -48,7 +48,7 @@ from mmdet.models.dense_heads import (AnchorHead, ATSSHead, FCOSHead,
                                       GFLHead)
 from mmdet.models.detectors import SingleStageDetector
 from mmdet.utils import reduce_mean
-from ...losses import (BOX_DISTRIBUTION, CLASS_LOGITS, NUM_EDGES,
+from ...losses import (BOX_DISTRIBUTION, CLASS_LOGITS, NUM_EDGES, SIGMOID,
                        usable_box_rows)
 from ..terms import DistillTerm
 from .base import (KD_LOSS, LOGITS_ONLY, DistillAdapter, GroupCapture,
@@ -478,7 +478,7 @@ class DenseHeadAdapter(DistillAdapter):
     """
 
     family = 'dense one-stage heads (RetinaNet, ATSS, GFL, FCOS)'
-    classifier = 'sigmoid'
+    classifier = SIGMOID
     ea_granularities = ('location', 'image')
 
     #: Side of the blank input of :func:`check_feature_maps`, in multiples

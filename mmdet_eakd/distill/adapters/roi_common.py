@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from mmdet.models.detectors import TwoStageDetector
 from mmdet.models.roi_heads import CascadeRoIHead, StandardRoIHead
+from ...losses import SOFTMAX
 from .base import (DistillAdapter, GroupCapture, LogitGroup,
                    UnsupportedPairError, call_arguments, hooks)
 
@@ -253,7 +254,7 @@ class SoftmaxRoIAdapter(DistillAdapter):
     """What the RoI-head adapters share: a two-stage student whose box heads
     classify with softmax over ``num_classes + 1`` classes."""
 
-    classifier = 'softmax'
+    classifier = SOFTMAX
     #: Feature terms' EA weights: per sampled RoI (on its RoI features) or
     #: per image.
     ea_granularities = ('roi', 'image')
