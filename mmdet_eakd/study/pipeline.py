@@ -4,7 +4,7 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..scope import config_path
 from .methods import Method, Regime, resolve_methods
@@ -113,17 +113,25 @@ def write_init(regime: Regime, seed: int, path: Path) -> Path:
     return path
 
 
-def _add_wall_time(work_dir: Path, seconds: float) -> float:
+def _add_wall_time(folder: Path, seconds: float) -> float:
     """Add this invocation's wall time to the study's; return the total.
 
     A resumed study is timed over all its invocations
-    (``work_dir/wall_time.json``).
+    (``folder/wall_time.json``; ``folder`` is the record folder when the
+    study has one, so that the total outlives the work folder).
     """
-    path = work_dir / 'wall_time.json'
+    path = folder / 'wall_time.json'
     times = json.loads(path.read_text()) if path.is_file() else []
     times.append(round(seconds, 1))
     path.write_text(json.dumps(times))
     return sum(times)
+
+
+def _run_threads(results: Dict[str, dict], default: int) -> int:
+    """The threads the runs trained with (their results say; a recorded
+    run may have been trained by another invocation): the largest, or
+    ``default`` for results that do not say."""
+    return max(result.get('threads', default) for result in results.values())
 
 
 def _measured_loss_weight(method: str, source: str,
@@ -264,8 +272,9 @@ def run_study(regime: Regime,
         regime=regime, methods=[m.name for m in chosen], seeds=list(seeds),
         results=results, teacher_metrics=teacher_metrics, halves=halves,
         teacher_curve=teacher_curve,
-        wall_time_s=_add_wall_time(work_dir, time.time() - started),
-        jobs=jobs, threads=threads, title=title)
+        wall_time_s=_add_wall_time(record_dir or work_dir,
+                                   time.time() - started),
+        jobs=jobs, threads=_run_threads(results, threads), title=title)
     log('\n' + report.markdown)
     for folder in [work_dir] + ([record_dir] if record_dir else []):
         write_report(report, folder)
