@@ -169,10 +169,11 @@ def test_record_lets_another_checkout_skip_what_it_holds(short_study):
     for i, seed in enumerate(SEEDS):
         assert moved['per_seed']['KD']['AP'][i] == pytest.approx(
             100 * recorded['KD', seed]['metrics']['coco/bbox_mAP'])
-    # the wall time adds up in the record over both invocations; the threads
+    # the wall time adds up in the record over every invocation (this one and
+    # the fixture's at least; other tests rerun the study too); the threads
     # are the runs' own, not those of the invocation that trained nothing
     times = json.loads((record / 'wall_time.json').read_text())
-    assert len(times) == 2 and kept['wall_time_s'] == pytest.approx(
+    assert len(times) >= 2 and kept['wall_time_s'] == pytest.approx(
         sum(times), abs=0.2)
     assert kept['threads_per_job'] == max(r['threads']
                                           for r in recorded.values())
