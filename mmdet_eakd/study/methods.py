@@ -309,20 +309,22 @@ REGIMES: Dict[str, Regime] = {
                                    teacher_epochs=60, student_epochs=60),
     'frcnn-mv2-conv': _frcnn_converged('frcnn-mv2-conv', 'mv2x025n16s', 16,
                                        teacher_epochs=60, student_epochs=60),
-    # Their variance pilot: four times the training images (the first 400
-    # are the images above; the validation set is the same) at the same
-    # number of iterations (15 epochs of 1600 images = 60 of 400), teacher
-    # included. Seeds of one config ended up to 4 AP apart on 400 images.
+    # Their pilots on four times the training images (the first 400 are the
+    # images above; the validation set is the same) at the same number of
+    # iterations (15 epochs of 1600 images = 60 of 400), teacher included.
+    # README: the students gain 20+ AP, their seed spread stays about 2 AP,
+    # and 15 epochs is not the plateau (30 epochs add about 7 AP).
     'frcnn-conv-n1600': _frcnn_converged(
         'frcnn-conv-n1600', 'r14', 28, num_train=1600,
         data_root='data/synthetic_n1600_v1000', teacher_eval_interval=3,
         teacher_epochs=15, student_epochs=15),
-    # On 1600 images the 14-channel student ends 4 AP below the teacher:
-    # the 8-channel one, for a capacity gap.
+    # On 1600 images the 14-channel student ends 4-8 AP below the teacher:
+    # the 8-channel one (11-16 AP below), for a capacity gap.
     'frcnn-r8-conv-n1600': _frcnn_converged(
         'frcnn-r8-conv-n1600', 'r8', 16, num_train=1600,
         data_root='data/synthetic_n1600_v1000', teacher_eval_interval=3,
         teacher_epochs=15, student_epochs=15),
+    # The MobileNetV2 student on them (not piloted yet).
     'frcnn-mv2-conv-n1600': _frcnn_converged(
         'frcnn-mv2-conv-n1600', 'mv2x025n16s', 16, num_train=1600,
         data_root='data/synthetic_n1600_v1000', teacher_eval_interval=3,
