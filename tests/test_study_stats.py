@@ -227,6 +227,11 @@ def test_report_power_rows_give_the_sd_interval_and_its_seed_counts():
            f'{seeds_for_halfwidth(sd, 0.3)} [{seeds_for_halfwidth(low, 0.3)}'
            f', {seeds_for_halfwidth(high, 0.3)}] |')
     assert row in report.markdown
+    # an sd whose upper limit needs more than MAX_SEEDS seeds: '>100000'
+    from mmdet_eakd.study.report import _seeds_for_target
+    assert _seeds_for_target(200.0, 0.95) is None
+    with pytest.raises(ValueError, match='std must be finite'):
+        _seeds_for_target(float('nan'), 0.95)
 
 
 def test_half_split_noise_std_by_hand():

@@ -12,7 +12,8 @@ from typing import Dict, List, Optional, Sequence
 from .methods import COMPARISONS, METHODS, Regime
 from .runner import METRICS
 from .stats import (MAX_SEEDS, half_split_noise_std, paired_difference,
-                    seeds_for_halfwidth, std_interval, summarize)
+                    seeds_for_halfwidth, std_interval, summarize,
+                    t_interval_halfwidth)
 
 #: The half-width (AP points) of the paired interval a study is sized for.
 TARGET_HALFWIDTH = 0.3
@@ -42,11 +43,11 @@ def _fmt_ci(diff: dict) -> str:
 
 def _seeds_for_target(std: float, confidence: float) -> Optional[int]:
     """Seeds for a +-:data:`TARGET_HALFWIDTH` AP interval at ``std``; None
-    beyond :func:`~.stats.seeds_for_halfwidth`'s limit."""
-    try:
-        return seeds_for_halfwidth(std, TARGET_HALFWIDTH, confidence)
-    except ValueError:
+    when even :data:`~.stats.MAX_SEEDS` seeds are too few (any other bad
+    input still raises)."""
+    if t_interval_halfwidth(std, MAX_SEEDS, confidence) > TARGET_HALFWIDTH:
         return None
+    return seeds_for_halfwidth(std, TARGET_HALFWIDTH, confidence)
 
 
 def build_report(regime: Regime, methods: Sequence[str], seeds: Sequence[int],
