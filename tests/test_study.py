@@ -588,3 +588,31 @@ def test_each_regime_distils_exactly_its_plain_student(name):
     for key in ('train_dataloader', 'val_dataloader', 'optim_wrapper',
                 'param_scheduler', 'train_cfg', 'randomness'):
         assert kd.get(key) == plain.get(key), key
+
+
+@pytest.mark.parametrize('name', sorted(REGIMES))
+def test_each_default_arm_trains_the_regime_student(name, tmp_path):
+    # Every arm a regime runs by default resolves (its loss exists for the
+    # regime's classifiers and heads) and trains the regime's own student,
+    # for the student schedule, from the shared initial weights; the
+    # distilling arms read the regime's teacher config.
+    from mmengine.config import Config
+
+    from mmdet_eakd.scope import config_path
+    from mmdet_eakd.study.methods import resolve_methods
+    from mmdet_eakd.study.runner import method_config
+    regime = REGIMES[name]
+    plain = Config.fromfile(config_path(regime.student_config)).model
+    teacher = config_path(regime.teacher_config)
+    for method in resolve_methods(list(regime.methods), regime):
+        measured = 0.5 if method.loss_weight_from is not None else None
+        config = method_config(method, regime, tmp_path / 'data', 0,
+                               tmp_path / 'init.pth',
+                               tmp_path / 'teacher.pth',
+                               loss_weight=measured)
+        for part in ('backbone', 'neck', 'bbox_head', 'roi_head'):
+            assert config.model.get(part) == plain.get(part), (method, part)
+        assert config.train_cfg.max_epochs == regime.student_epochs
+        assert config.load_from == str(tmp_path / 'init.pth')
+        if method.distills:
+            assert config.model.teacher.config == teacher, method.name
