@@ -616,3 +616,115 @@ def test_each_default_arm_trains_the_regime_student(name, tmp_path):
         assert config.load_from == str(tmp_path / 'init.pth')
         if method.distills:
             assert config.model.teacher.config == teacher, method.name
+
+
+def _partial_run(tmp_path, work, key='k1'):
+    from mmengine.config import Config
+
+    from mmdet_eakd.study.runner import Run
+    return Run(name='KD/seed0', seed=0, work_dir=tmp_path / work,
+               config=Config(), epochs=6, key=key, threads=1,
+               record_file=tmp_path / 'record' / 'runs' / 'KD' /
+               'seed0.json')
+
+
+def _fake_training_state(run, epoch):
+    """What a training run leaves in its work dir after ``epoch``."""
+    from mmdet_eakd.study.runner import STARTED_FILE
+    work = run.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    write_json(work / STARTED_FILE, dict(key=run.key))
+    for old in work.glob('epoch_*.pth'):
+        old.unlink()
+    checkpoint = work / f'epoch_{epoch}.pth'
+    checkpoint.write_bytes(bytes([epoch]) * 64)
+    (work / 'last_checkpoint').write_text(str(checkpoint))
+    logs = work / '20261202_101010' / 'vis_data'
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / 'scalars.json').write_text(f'{{"epoch": {epoch}}}\n')
+    (work / 'train.log').write_text(f'log up to epoch {epoch}\n')
+    (work / 'predictions.bbox.json').write_text('[]')
+
+
+def test_a_recorded_snapshot_resumes_the_run_on_another_machine(tmp_path):
+    """The record keeps an unfinished run's key, last checkpoint and logs;
+    a fresh work dir (another machine) with the same key resumes from them,
+    a run of another key ignores them, and a new snapshot replaces the old
+    one whole."""
+    from mmdet_eakd.study.runner import (STARTED_FILE, prepare_work_dir,
+                                         recorded_partial, resumable,
+                                         snapshot_partial)
+    first = _partial_run(tmp_path, 'machine1')
+    _fake_training_state(first, 3)
+    partial = snapshot_partial(first)
+    assert partial == tmp_path / 'record' / 'runs' / 'KD' / 'seed0.partial'
+    assert sorted(p.name for p in partial.iterdir()) == [
+        '20261202_101010', 'epoch_3.pth', 'last_checkpoint', STARTED_FILE,
+        'train.log']  # no predictions: not needed to resume
+    _fake_training_state(first, 6)
+    snapshot_partial(first)
+    assert not (partial / 'epoch_3.pth').exists()
+    assert (partial / 'last_checkpoint').read_text() == 'epoch_6.pth'
+    assert [p.name for p in partial.parent.iterdir()] == ['seed0.partial']
+
+    other_key = _partial_run(tmp_path, 'machine2', key='k2')
+    assert recorded_partial(other_key) is None
+    assert prepare_work_dir(other_key) is False
+    assert not (other_key.work_dir / 'epoch_6.pth').exists()
+
+    second = _partial_run(tmp_path, 'machine3')
+    assert recorded_partial(second) == partial
+    assert prepare_work_dir(second) is True
+    assert resumable(second)
+    pointer = (second.work_dir / 'last_checkpoint').read_text()
+    assert pointer == str(second.work_dir / 'epoch_6.pth')
+    assert (second.work_dir / 'epoch_6.pth').read_bytes() == bytes([6]) * 64
+    assert (second.work_dir / '20261202_101010' / 'vis_data' /
+            'scalars.json').read_text() == '{"epoch": 6}\n'
+    assert (second.work_dir / 'train.log').read_text() == \
+        'log up to epoch 6\n'
+    with pytest.raises(ValueError, match='no snapshot'):
+        snapshot_partial(_fake_run(tmp_path))
+
+
+def test_a_run_snapshots_its_checkpoints_and_resumes_elsewhere(
+        tmp_path, synthetic_root, monkeypatch):
+    """A recorded 2-epoch run keeps its epoch-1 checkpoint in the record
+    while it trains and drops it when done; from that snapshot alone a run
+    in a fresh work dir resumes at epoch 2, with epoch 1's evaluation read
+    from the snapshot's logs."""
+    from mmdet_eakd.study import runner
+    regime = REGIMES['frcnn-short']
+    config = runner.run_config(regime.student_config, synthetic_root, 2,
+                               seed=0, eval_interval=1)
+    monkeypatch.setattr(runner, 'RESUME_INTERVAL', 1)
+    kept = []
+    snapshot = runner.snapshot_partial
+
+    def keep_a_copy(run):
+        partial = snapshot(run)
+        kept.append(tmp_path / f'copy{len(kept)}')
+        shutil.copytree(partial, kept[-1])
+        return partial
+
+    monkeypatch.setattr(runner, 'snapshot_partial', keep_a_copy)
+    record = tmp_path / 'record' / 'seed0.json'
+
+    def make_run(work):
+        return runner.Run(name='student/seed0', seed=0,
+                          work_dir=tmp_path / work, config=config, epochs=2,
+                          key='k', threads=1, record_file=record)
+
+    whole = runner.train(make_run('machine1'))
+    assert [p.name for p in record.parent.iterdir()] == ['seed0.json']
+    assert len(kept) == 1
+    assert (kept[0] / 'last_checkpoint').read_text() == 'epoch_1.pth'
+    record.unlink()
+    shutil.copytree(kept[0], record.with_suffix('.partial'))
+    resumed = runner.train(make_run('machine2'))
+    log = (tmp_path / 'machine2' / 'train.log').read_text()
+    assert 'resumed epoch: 1' in log
+    assert resumed['resumed'] is True and whole['resumed'] is False
+    assert [row[0] for row in resumed['curve']] == [1, 2]
+    assert resumed['curve'][0] == whole['curve'][0]
+    assert [p.name for p in record.parent.iterdir()] == ['seed0.json']

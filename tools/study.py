@@ -13,7 +13,8 @@ Finished runs are skipped on a rerun, so an interrupted study continues.
 A study of many CPU-hours can span machines: with --record-dir (a folder kept
 in git, e.g. mmdet_eakd/study/results/frcnn_conv), the teacher and every
 finished run are recorded there, and a rerun in a fresh checkout trains only
-what the record lacks.
+what the record lacks; a run still training keeps its last checkpoint there
+(runs/{method}/seed{S}.partial/), from which a fresh checkout resumes it.
 """
 import argparse
 from pathlib import Path
@@ -54,9 +55,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         '(default: WORK_DIR/teacher)')
     parser.add_argument('--record-dir', default=None,
                         help='also record the teacher (weights, result), '
-                        'every finished run\'s result and the report here '
-                        '(e.g. a folder kept in git); what is recorded is not '
-                        'trained again, in any checkout (default: none)')
+                        'every finished run\'s result, each unfinished run\'s '
+                        'last checkpoint and the report here (e.g. a folder '
+                        'kept in git); what is recorded is not trained again, '
+                        'in any checkout, and an unfinished run resumes '
+                        '(default: none)')
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error('--jobs must be >= 1')

@@ -48,6 +48,11 @@ RESUME_INTERVAL = 3
 #: The key of the run whose checkpoints and logs ``work_dir`` holds, written
 #: when the run starts (``result.json`` is written when it ends).
 STARTED_FILE = 'started.json'
+#: Beside a run's record file (``seed{S}.json`` -> ``seed{S}.partial/``), the
+#: state an unfinished run resumes from: its key, last checkpoint and logs
+#: (:func:`snapshot_partial`). A study continued on another machine resumes
+#: the run from there (:func:`prepare_work_dir`); a finished run removes it.
+PARTIAL_SUFFIX = '.partial'
 _TIMESTAMP_DIR = re.compile(r'\d{8}_\d{6}')
 _PROGRESS = re.compile(r'Epoch\(train\)\s*\[(\d+)\]\[\s*(\d+)/(\d+)\]')
 
@@ -355,6 +360,13 @@ class Run:
     def result_file(self) -> Path:
         return self.work_dir / 'result.json'
 
+    @property
+    def partial_dir(self) -> Optional[Path]:
+        """Where the record keeps the unfinished run's state, if recorded."""
+        if self.record_file is None:
+            return None
+        return self.record_file.with_suffix(PARTIAL_SUFFIX)
+
     def done(self) -> Optional[dict]:
         """The stored result (work dir, else record) when this exact run
         finished before."""
@@ -383,7 +395,9 @@ def prepare_work_dir(run: Run) -> bool:
     Unless the run is :func:`resumable`, the folder's checkpoints,
     timestamped log folders and last predictions, left by a run of another
     key or by one killed before its first checkpoint, are removed (their
-    logs would be read as this run's), and this run's key is recorded.
+    logs would be read as this run's). Then the record's snapshot of this
+    run (:func:`snapshot_partial`: same key), if any, is put in the folder
+    to resume from; else this run's key is recorded.
 
     Returns:
         bool: Whether the run resumes from its last checkpoint.
@@ -399,11 +413,79 @@ def prepare_work_dir(run: Run) -> bool:
                 r'(epoch|iter)_\d+\.pth', path.name) or path.name.startswith(
                     PREDICTIONS_PREFIX + '.'):
             path.unlink()
+    if restore_partial(run):
+        return True
     started = work / STARTED_FILE
     tmp = started.with_suffix('.tmp')
     tmp.write_text(json.dumps(dict(key=run.key)))
     os.replace(tmp, started)
     return False
+
+
+def recorded_partial(run: Run) -> Optional[Path]:
+    """The record's snapshot of ``run`` (:func:`snapshot_partial`) when it
+    is one of this run's key, else None."""
+    partial = run.partial_dir
+    if partial is None or not (partial / STARTED_FILE).is_file():
+        return None
+    if json.loads((partial / STARTED_FILE).read_text()).get('key') != run.key:
+        return None
+    return partial
+
+
+def snapshot_partial(run: Run) -> Path:
+    """Keep in the record what ``run`` resumes from on another machine.
+
+    Copies the run's key (``started.json``), its last checkpoint (the one
+    ``last_checkpoint`` names), its timestamped log folders and
+    ``train.log`` from ``run.work_dir`` into ``run.partial_dir``, which
+    replaces the previous snapshot whole (written beside it, then renamed):
+    a reader sees one snapshot or the other, never a mix.
+
+    Returns:
+        Path: ``run.partial_dir``.
+    """
+    partial = run.partial_dir
+    if partial is None:
+        raise ValueError(f'{run.name}: a run without a record file has no '
+                         'snapshot to keep')
+    checkpoint = Path((run.work_dir / 'last_checkpoint').read_text().strip())
+    tmp = partial.with_name(partial.name + '.tmp')
+    old = partial.with_name(partial.name + '.old')
+    for leftover in (tmp, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copyfile(run.work_dir / STARTED_FILE, tmp / STARTED_FILE)
+    shutil.copyfile(checkpoint, tmp / checkpoint.name)
+    (tmp / 'last_checkpoint').write_text(checkpoint.name)
+    for path in run.work_dir.iterdir():
+        if path.is_dir() and _TIMESTAMP_DIR.fullmatch(path.name):
+            shutil.copytree(path, tmp / path.name)
+    if (run.work_dir / 'train.log').is_file():
+        shutil.copyfile(run.work_dir / 'train.log', tmp / 'train.log')
+    if partial.exists():
+        os.replace(partial, old)
+    os.replace(tmp, partial)
+    shutil.rmtree(old, ignore_errors=True)
+    return partial
+
+
+def restore_partial(run: Run) -> bool:
+    """Put the record's snapshot of ``run`` (:func:`recorded_partial`) in
+    ``run.work_dir``, its ``last_checkpoint`` pointing there, so that the run
+    resumes from it. Returns whether there was one."""
+    partial = recorded_partial(run)
+    if partial is None:
+        return False
+    name = (partial / 'last_checkpoint').read_text().strip()
+    for path in partial.iterdir():
+        if path.is_dir():
+            shutil.copytree(path, run.work_dir / path.name)
+        elif path.name != 'last_checkpoint':
+            shutil.copyfile(path, run.work_dir / path.name)
+    (run.work_dir / 'last_checkpoint').write_text(
+        str((run.work_dir / name).resolve()))
+    return True
 
 
 class TrainingFailed(RuntimeError):
@@ -427,6 +509,9 @@ def train(run: Run) -> dict:
     resume restores weights, optimizer, scheduler and epoch, and the data
     order is seeded per epoch, but the augmentation's random state is not
     restored, so a resumed run is not bit-identical to an uninterrupted one).
+    With ``run.record_file``, each new checkpoint is also kept in the record
+    (:func:`snapshot_partial`), so that the run resumes on another machine;
+    the finished run's result replaces that snapshot.
 
     Returns:
         dict: The result (``metrics``, ``curve``: ``[epoch, AP, AP50,
@@ -448,6 +533,8 @@ def train(run: Run) -> dict:
                MKL_NUM_THREADS=str(run.threads))
     cmd = [sys.executable, '-m', 'mmdet_eakd.train', str(config),
            '--work-dir', str(run.work_dir)] + (['--resume'] if resume else [])
+    pointer = run.work_dir / 'last_checkpoint'
+    kept = None  # the checkpoint the record's snapshot holds
     start = time.time()
     with open(run.work_dir / 'train.log', 'a' if resume else 'w') as log_file, \
             subprocess.Popen(
@@ -462,6 +549,14 @@ def train(run: Run) -> dict:
                 run.progress = min(1.0, (epoch - 1 + it / total) / run.epochs)
                 if resume and not run.start_progress:
                     run.start_progress = (epoch - 1) / run.epochs
+                # mmengine names a checkpoint in last_checkpoint once it is
+                # saved; the next iteration's line comes after that
+                if run.partial_dir is not None and pointer.is_file():
+                    current = pointer.read_text()
+                    if current != kept:
+                        log_file.flush()
+                        snapshot_partial(run)
+                        kept = current
     if proc.returncode != 0:
         raise TrainingFailed(
             f'training {run.name} exited with code {proc.returncode}; log: '
@@ -482,6 +577,7 @@ def train(run: Run) -> dict:
     write_json(run.result_file, result)
     if run.record_file is not None:
         write_json(run.record_file, result)
+        shutil.rmtree(run.partial_dir, ignore_errors=True)
     return result
 
 
@@ -535,6 +631,9 @@ def run_all(runs: Sequence[Run], jobs: int, log: Log = print_line,
     for run in todo:
         if resumable(run):
             log(f'[study] {run.name} resumes from its last checkpoint')
+        elif recorded_partial(run) is not None:
+            log(f'[study] {run.name} resumes from the record\'s snapshot '
+                f'{run.partial_dir}')
     failures: List[str] = []
     lock = threading.Lock()
     started = time.time()
