@@ -685,6 +685,12 @@ def test_a_recorded_snapshot_resumes_the_run_on_another_machine(tmp_path):
         'log up to epoch 6\n'
     with pytest.raises(ValueError, match='no snapshot'):
         snapshot_partial(_fake_run(tmp_path))
+    # the training removed the named checkpoint meanwhile: the snapshot
+    # before stays, whole, and nothing is left beside it
+    (second.work_dir / 'epoch_6.pth').unlink()
+    assert snapshot_partial(second) is None
+    assert (partial / 'epoch_6.pth').read_bytes() == bytes([6]) * 64
+    assert [p.name for p in partial.parent.iterdir()] == ['seed0.partial']
 
 
 def test_a_run_snapshots_its_checkpoints_and_resumes_elsewhere(
@@ -697,14 +703,16 @@ def test_a_run_snapshots_its_checkpoints_and_resumes_elsewhere(
     regime = REGIMES['frcnn-short']
     config = runner.run_config(regime.student_config, synthetic_root, 2,
                                seed=0, eval_interval=1)
+    config.default_hooks.logger.interval = 1  # a line every iteration
     monkeypatch.setattr(runner, 'RESUME_INTERVAL', 1)
     kept = []
     snapshot = runner.snapshot_partial
 
     def keep_a_copy(run):
         partial = snapshot(run)
-        kept.append(tmp_path / f'copy{len(kept)}')
-        shutil.copytree(partial, kept[-1])
+        if partial is not None:
+            kept.append(tmp_path / f'copy{len(kept)}')
+            shutil.copytree(partial, kept[-1])
         return partial
 
     monkeypatch.setattr(runner, 'snapshot_partial', keep_a_copy)
@@ -728,3 +736,30 @@ def test_a_run_snapshots_its_checkpoints_and_resumes_elsewhere(
     assert [row[0] for row in resumed['curve']] == [1, 2]
     assert resumed['curve'][0] == whole['curve'][0]
     assert [p.name for p in record.parent.iterdir()] == ['seed0.json']
+
+
+def test_a_folder_of_another_regime_is_refused_before_training(tmp_path):
+    """A study folder or record holds runs by method and seed only: a study
+    of another regime pointed at it would replace them, so it is refused by
+    name (from the folder's regime.json, or an older report's study.json)
+    before anything is written there; a folder of its own regime is marked
+    and accepted again."""
+    from mmdet_eakd.study.pipeline import REGIME_FILE, claim_folder, run_study
+    regime = REGIMES['frcnn-short']
+    record = tmp_path / 'record'
+    write_json(record / 'study.json', dict(regime=dict(name='frcnn-conv')))
+    with pytest.raises(ValueError,
+                       match=r"--record-dir .*record holds the study of "
+                       r"regime 'frcnn-conv'.*regime 'frcnn-short'"):
+        run_study(regime, ['KD'], [0], tmp_path / 'work', record_dir=record,
+                  data_root=str(tmp_path / 'data'))
+    assert not (tmp_path / 'data').exists()
+    assert sorted(p.name for p in record.iterdir()) == ['study.json']
+
+    work = tmp_path / 'work'  # claimed by the refused call: frcnn-short's
+    assert json.loads((work / REGIME_FILE).read_text()) == dict(
+        regime='frcnn-short')
+    claim_folder(work, regime, '--work-dir')
+    with pytest.raises(ValueError, match=r"--work-dir .*'frcnn-short'.*"
+                       r"regime 'gfl-short'"):
+        claim_folder(work, REGIMES['gfl-short'], '--work-dir')

@@ -82,6 +82,43 @@ def prepare_teacher(regime: Regime, data_root: Path, teacher_dir: Path,
     return checkpoint, result
 
 
+#: A study folder's (or record's) regime, written when a study first uses it.
+REGIME_FILE = 'regime.json'
+
+
+def claim_folder(folder: Path, regime: Regime, what: str) -> None:
+    """Refuse ``folder`` when it holds the study of another regime (its
+    ``regime.json`` or report says so), else mark it as ``regime``'s.
+
+    A study folder and a record hold runs by method and seed only; a study
+    of another regime there would replace their results, checkpoints and
+    report with its own.
+
+    Args:
+        folder (Path): The study folder or record.
+        regime (Regime): The study's regime.
+        what (str): The option that named the folder, for the message.
+
+    Raises:
+        ValueError: ``folder`` is another regime's.
+    """
+    for name in (REGIME_FILE, 'study.json'):
+        held = _read_json(folder / name)
+        if held is None:
+            continue
+        held = held['regime']
+        held = held['name'] if isinstance(held, dict) else held
+        if held != regime.name:
+            raise ValueError(
+                f'{what} {folder} holds the study of regime {held!r} '
+                f'({folder / name}); this study is of regime '
+                f'{regime.name!r} and would replace its runs. Give each '
+                f'regime its own {what}.')
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / REGIME_FILE).is_file():
+        write_json(folder / REGIME_FILE, dict(regime=regime.name))
+
+
 def _read_json(path: Path) -> Optional[dict]:
     return json.loads(path.read_text()) if path.is_file() else None
 
@@ -196,7 +233,10 @@ def run_study(regime: Regime,
                          f'{list(seeds)}.')
     threads = threads_per_job(jobs)
     work_dir = Path(work_dir).resolve()
-    work_dir.mkdir(parents=True, exist_ok=True)
+    claim_folder(work_dir, regime, '--work-dir')
+    record_dir = Path(record_dir).resolve() if record_dir else None
+    if record_dir is not None:
+        claim_folder(record_dir, regime, '--record-dir')
     started = time.time()
 
     from mmdet_eakd.datasets import generate_synthetic_coco
@@ -208,7 +248,6 @@ def run_study(regime: Regime,
     log('[study]   generated' if info['generated'] else
         '[study]   reused existing set')
 
-    record_dir = Path(record_dir).resolve() if record_dir else None
     teacher = None
     if any(m.distills for m in chosen):
         teacher_dir = Path(teacher_dir or work_dir / 'teacher').resolve()

@@ -433,7 +433,7 @@ def recorded_partial(run: Run) -> Optional[Path]:
     return partial
 
 
-def snapshot_partial(run: Run) -> Path:
+def snapshot_partial(run: Run) -> Optional[Path]:
     """Keep in the record what ``run`` resumes from on another machine.
 
     Copies the run's key (``started.json``), its last checkpoint (the one
@@ -443,7 +443,9 @@ def snapshot_partial(run: Run) -> Path:
     a reader sees one snapshot or the other, never a mix.
 
     Returns:
-        Path: ``run.partial_dir``.
+        Path, optional: ``run.partial_dir``; None, the previous snapshot
+        kept, when the named checkpoint is gone (the training saved the
+        next one and removed it meanwhile): the caller tries again later.
     """
     partial = run.partial_dir
     if partial is None:
@@ -456,7 +458,11 @@ def snapshot_partial(run: Run) -> Path:
         shutil.rmtree(leftover, ignore_errors=True)
     tmp.mkdir(parents=True)
     shutil.copyfile(run.work_dir / STARTED_FILE, tmp / STARTED_FILE)
-    shutil.copyfile(checkpoint, tmp / checkpoint.name)
+    try:
+        shutil.copyfile(checkpoint, tmp / checkpoint.name)
+    except FileNotFoundError:
+        shutil.rmtree(tmp)
+        return None
     (tmp / 'last_checkpoint').write_text(checkpoint.name)
     for path in run.work_dir.iterdir():
         if path.is_dir() and _TIMESTAMP_DIR.fullmatch(path.name):
@@ -555,8 +561,8 @@ def train(run: Run) -> dict:
                     current = pointer.read_text()
                     if current != kept:
                         log_file.flush()
-                        snapshot_partial(run)
-                        kept = current
+                        if snapshot_partial(run) is not None:
+                            kept = current
     if proc.returncode != 0:
         raise TrainingFailed(
             f'training {run.name} exited with code {proc.returncode}; log: '
