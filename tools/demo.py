@@ -27,8 +27,9 @@ ABOUT = {
         '15 minutes on 2 CPU cores, teacher included. Its students are far '
         'from converged (about 6-9 AP against a 35-AP teacher), so its '
         'numbers show the pipeline and the paired statistics, not the effect '
-        "in a converged regime: the README's Evidence section has that, from "
-        'tools/study.py --regime frcnn-conv / frcnn-mv2-conv.'),
+        "in a converged regime: the README's Evidence section is where that "
+        'is measured (tools/study.py --regime frcnn-r8-conv-n1600-e30 / '
+        'frcnn-mv2-conv-n1600-e30, pilots in progress).'),
     'frcnn-short': ("[demo] regime 'frcnn-short' (--short): the demo's "
                     'stages on a tiny set, one short epoch each (CI); its '
                     'numbers mean nothing.'),

@@ -351,9 +351,9 @@ REGIMES: Dict[str, Regime] = {
         data_root='data/synthetic_n1600_v1000', teacher_eval_interval=3,
         teacher_epochs=15, student_epochs=15),
     # The 1600-image pair at twice the schedule (teacher included): a
-    # ResNet-8 student trained 30 epochs gained 7.4 AP over 15 (README,
-    # "Toward a converged regime"), and its last three evaluations (epochs
-    # 24-30) were within 0.5 AP.
+    # ResNet-8 student trained 30 epochs gained 7.4 AP over 15, and its last
+    # three evaluations (epochs 24-30) were within 0.5 AP (scouting:
+    # results/SCOUTING.md).
     'frcnn-r8-conv-n1600-e30': _frcnn_converged(
         'frcnn-r8-conv-n1600-e30', 'r8', 16, num_train=1600,
         data_root='data/synthetic_n1600_v1000', teacher_eval_interval=3,
