@@ -243,3 +243,41 @@ def test_half_split_noise_std_by_hand():
     assert math.isnan(half_split_noise_std([1.0], [2.0]))
     with pytest.raises(ValueError, match='one value per run'):
         half_split_noise_std([1.0, 2.0], [1.0])
+
+
+def test_report_gives_the_logged_statistics_over_training():
+    """Per distilling method: each statistic at the first, middle and last
+    epoch and over training, the mean over seeds of the runs' epoch means;
+    a method whose runs logged nothing (the student) has no rows; runs of
+    different schedules are refused."""
+    from mmdet_eakd.study import REGIMES
+    from mmdet_eakd.study.report import build_report
+    stats = {0: dict(ea_weight=[1.0, 2.0, 3.0, 4.0, 5.0],
+                     ea_weight_fg=[2.0, 2.0, 2.0, 2.0, 2.0]),
+             1: dict(ea_weight=[3.0, 4.0, 5.0, 6.0, 7.0],
+                     ea_weight_fg=[4.0, 4.0, 4.0, 4.0, 4.0])}
+    results = {}
+    for seed in (0, 1):
+        for method in ('student', 'EA-KD'):
+            results[f'{method}/seed{seed}'] = dict(
+                metrics={'coco/bbox_mAP': 0.3, 'coco/bbox_mAP_50': 0.5,
+                         'coco/bbox_mAP_75': 0.1}, train_time_s=1.0,
+                stats_by_epoch=stats[seed] if method == 'EA-KD' else None)
+    report = build_report(REGIMES['frcnn'], ['student', 'EA-KD'], [0, 1],
+                          results, teacher_metrics=None, wall_time_s=1.0,
+                          jobs=1, threads=1)
+    table = report.data['over_training']
+    assert list(table) == ['EA-KD']
+    weight = table['EA-KD']['ea_weight']
+    # seeds' epoch 1: 1, 3; epoch 3: 3, 5; epoch 5: 5, 7; means 3 and 5
+    assert (weight['first'], weight['middle'], weight['last'],
+            weight['mean']) == (2.0, 4.0, 6.0, 4.0)
+    assert weight['epochs'] == [1, 3, 5] and weight['seeds'] == 2
+    assert table['EA-KD']['ea_weight_fg']['mean'] == 3.0
+    assert ('| EA-KD | ea_weight | 2 (ep 1) | 4 (ep 3) | 6 (ep 5) | 4 |'
+            in report.markdown)
+    results['EA-KD/seed1']['stats_by_epoch'] = dict(ea_weight=[1.0, 2.0])
+    with pytest.raises(ValueError, match='different numbers of epochs'):
+        build_report(REGIMES['frcnn'], ['student', 'EA-KD'], [0, 1],
+                     results, teacher_metrics=None, wall_time_s=1.0, jobs=1,
+                     threads=1)

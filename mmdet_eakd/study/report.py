@@ -124,6 +124,9 @@ def build_report(regime: Regime, methods: Sequence[str], seeds: Sequence[int],
         }
     curves = {m: [results[f'{m}/seed{s}'].get('curve') for s in seeds]
               for m in methods}
+    over_training = {m: _over_training(
+        [results[f'{m}/seed{s}'].get('stats_by_epoch') for s in seeds])
+        for m in methods}
     train_time = sum(r['train_time_s'] for r in results.values())
     teacher = ({LABELS[k]: 100 * v for k, v in teacher_metrics.items()}
                if teacher_metrics else None)
@@ -139,12 +142,73 @@ def build_report(regime: Regime, methods: Sequence[str], seeds: Sequence[int],
         summary=summaries, comparisons=comparisons,
         target_halfwidth=TARGET_HALFWIDTH, eval_noise_std=noise,
         curves=curves, teacher_curve=teacher_curve,
+        over_training={m: v for m, v in over_training.items() if v},
         interval=f'two-sided Student-t, {int(100 * confidence)}%, over the '
                  'per-seed paired differences',
         wall_time_s=round(wall_time_s, 1),
         total_train_time_s=round(train_time, 1), jobs=jobs,
         threads_per_job=threads)
     return StudyReport(data=data, markdown=_markdown(data, title))
+
+
+def _over_training(stats: Sequence[Optional[Dict[str, List[float]]]]
+                   ) -> Dict[str, Dict[str, float]]:
+    """The logged distillation statistics of one method's runs at the start,
+    middle and end of training and over all of it.
+
+    Args:
+        stats (Sequence[dict | None]): Per seed, the result's
+            ``stats_by_epoch`` (``{name: [mean of epoch 1, 2, ...]}``), or
+            None for a run that logged none (a student) or predates them.
+
+    Returns:
+        dict: ``{name: {'first': ..., 'middle': ..., 'last': ..., 'mean':
+        ..., 'epochs': [first, middle, last]}}``, each value the mean over
+        the seeds that logged ``name`` for the whole schedule (``mean``: of
+        the epoch means); empty when no seed logged any.
+    """
+    runs = [run for run in stats if run]
+    names = sorted({name for run in runs for name in run})
+    table: Dict[str, Dict[str, float]] = {}
+    for name in names:
+        series = [run[name] for run in runs if name in run]
+        length = len(series[0])
+        if any(len(values) != length for values in series):
+            raise ValueError(
+                f'the runs logged {name} for different numbers of epochs '
+                f'({sorted({len(v) for v in series})}); a study compares '
+                'runs of one schedule.')
+        picks = (0, (length - 1) // 2, length - 1)
+        row = {key: sum(values[i] for values in series) / len(series)
+               for key, i in zip(('first', 'middle', 'last'), picks)}
+        row['mean'] = sum(sum(values) / length
+                          for values in series) / len(series)
+        row['epochs'] = [i + 1 for i in picks]
+        row['seeds'] = len(series)
+        table[name] = row
+    return table
+
+
+def _over_training_lines(data: dict) -> List[str]:
+    """The distilling methods' logged statistics (EA weights, overall and
+    of the foreground / background samples, entropies, KD loss) at the
+    first, middle and last epoch and over training."""
+    tables = data.get('over_training') or {}
+    if not tables:
+        return []
+    lines = ['', 'Logged distillation statistics over training (each the '
+             'mean over seeds of the epoch means; `ea_weight_fg` / `_bg`: '
+             'the weight of the foreground / background samples):', '',
+             '| method | statistic | first epoch | middle | last epoch | '
+             'mean over training |', '|---|---|---|---|---|---|']
+    for method, table in tables.items():
+        for name, row in table.items():
+            first, middle, last = row['epochs']
+            lines.append(
+                f"| {method} | {name} | {row['first']:.4g} (ep {first}) | "
+                f"{row['middle']:.4g} (ep {middle}) | {row['last']:.4g} "
+                f"(ep {last}) | {row['mean']:.4g} |")
+    return lines
 
 
 def _markdown(data: dict, title: Optional[str]) -> str:
@@ -194,6 +258,7 @@ def _markdown(data: dict, title: Optional[str]) -> str:
             f"{values['AP'][i]:.1f}" for values in data['per_seed'].values())
             + ' |')
     lines += _curve_lines(data)
+    lines += _over_training_lines(data)
     lines += ['', f"Wall time {data['wall_time_s'] / 60:.1f} min over all "
               f"invocations ({data['jobs']} trainings in parallel, "
               f"{data['threads_per_job']} thread(s) each; training time "
