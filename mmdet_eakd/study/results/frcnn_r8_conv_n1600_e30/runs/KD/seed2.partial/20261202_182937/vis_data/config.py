@@ -19,7 +19,7 @@ env_cfg = dict(
     dist_cfg=dict(backend='nccl'),
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0))
 launcher = 'none'
-load_from = '/work/main/work_dirs/pilot_frcnn_r8_conv_n1600_e30/init/seed1.pth'
+load_from = '/work/main/work_dirs/pilot_frcnn_r8_conv_n1600_e30/init/seed2.pth'
 log_level = 'INFO'
 log_processor = dict(
     _scope_='mmdet', by_epoch=True, type='LogProcessor', window_size=50)
@@ -226,7 +226,7 @@ param_scheduler = [
         ],
         type='MultiStepLR'),
 ]
-randomness = dict(seed=1)
+randomness = dict(seed=2)
 resume = False
 test_cfg = dict(type='TestLoop')
 test_dataloader = dict(
@@ -277,7 +277,7 @@ test_evaluator = dict(
     format_only=False,
     metric='bbox',
     outfile_prefix=
-    '/work/main/work_dirs/pilot_frcnn_r8_conv_n1600_e30/runs/KD/seed1/predictions',
+    '/work/main/work_dirs/pilot_frcnn_r8_conv_n1600_e30/runs/KD/seed2/predictions',
     type='CocoMetric')
 test_pipeline = [
     dict(backend_args=None, type='LoadImageFromFile'),
@@ -390,7 +390,7 @@ val_evaluator = dict(
     format_only=False,
     metric='bbox',
     outfile_prefix=
-    '/work/main/work_dirs/pilot_frcnn_r8_conv_n1600_e30/runs/KD/seed1/predictions',
+    '/work/main/work_dirs/pilot_frcnn_r8_conv_n1600_e30/runs/KD/seed2/predictions',
     type='CocoMetric')
 vis_backends = [
     dict(_scope_='mmdet', type='LocalVisBackend'),
@@ -402,4 +402,4 @@ visualizer = dict(
     vis_backends=[
         dict(type='LocalVisBackend'),
     ])
-work_dir = '/work/main/work_dirs/pilot_frcnn_r8_conv_n1600_e30/runs/KD/seed1'
+work_dir = '/work/main/work_dirs/pilot_frcnn_r8_conv_n1600_e30/runs/KD/seed2'
