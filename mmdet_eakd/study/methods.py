@@ -297,6 +297,16 @@ def _frcnn_converged(name: str, student: str, feature_channels: int,
         **kwargs)
 
 
+def _frcnn_n1600(name: str, student: str, feature_channels: int,
+                 epochs: int) -> Regime:
+    """A long-schedule two-stage regime on the 1600-image set, teacher and
+    students trained ``epochs`` epochs, the teacher evaluated every 3."""
+    return _frcnn_converged(
+        name, student, feature_channels, num_train=1600,
+        data_root='data/synthetic_n1600_v1000', teacher_eval_interval=3,
+        teacher_epochs=epochs, student_epochs=epochs)
+
+
 def _gfl_converged(name: str, student: str, feature_channels: int,
                    **kwargs) -> Regime:
     """The long-schedule dense regime (README, "Evidence"): the 32-channel
@@ -335,33 +345,23 @@ REGIMES: Dict[str, Regime] = {
     # iterations (15 epochs of 1600 images = 60 of 400), teacher included.
     # README: the students gain 20+ AP, their seed spread stays about 2 AP,
     # and 15 epochs is not the plateau (30 epochs add about 7 AP).
-    'frcnn-conv-n1600': _frcnn_converged(
-        'frcnn-conv-n1600', 'r14', 28, num_train=1600,
-        data_root='data/synthetic_n1600_v1000', teacher_eval_interval=3,
-        teacher_epochs=15, student_epochs=15),
+    'frcnn-conv-n1600': _frcnn_n1600(
+        'frcnn-conv-n1600', 'r14', 28, 15),
     # On 1600 images the 14-channel student ends 4-8 AP below the teacher:
     # the 8-channel one (11-16 AP below), for a capacity gap.
-    'frcnn-r8-conv-n1600': _frcnn_converged(
-        'frcnn-r8-conv-n1600', 'r8', 16, num_train=1600,
-        data_root='data/synthetic_n1600_v1000', teacher_eval_interval=3,
-        teacher_epochs=15, student_epochs=15),
+    'frcnn-r8-conv-n1600': _frcnn_n1600(
+        'frcnn-r8-conv-n1600', 'r8', 16, 15),
     # The MobileNetV2 student on them (not piloted yet).
-    'frcnn-mv2-conv-n1600': _frcnn_converged(
-        'frcnn-mv2-conv-n1600', 'mv2x025n16s', 16, num_train=1600,
-        data_root='data/synthetic_n1600_v1000', teacher_eval_interval=3,
-        teacher_epochs=15, student_epochs=15),
+    'frcnn-mv2-conv-n1600': _frcnn_n1600(
+        'frcnn-mv2-conv-n1600', 'mv2x025n16s', 16, 15),
     # The 1600-image pair at twice the schedule (teacher included): a
     # ResNet-8 student trained 30 epochs gained 7.4 AP over 15, and its last
     # three evaluations (epochs 24-30) were within 0.5 AP (scouting:
     # results/SCOUTING.md).
-    'frcnn-r8-conv-n1600-e30': _frcnn_converged(
-        'frcnn-r8-conv-n1600-e30', 'r8', 16, num_train=1600,
-        data_root='data/synthetic_n1600_v1000', teacher_eval_interval=3,
-        teacher_epochs=30, student_epochs=30),
-    'frcnn-mv2-conv-n1600-e30': _frcnn_converged(
-        'frcnn-mv2-conv-n1600-e30', 'mv2x025n16s', 16, num_train=1600,
-        data_root='data/synthetic_n1600_v1000', teacher_eval_interval=3,
-        teacher_epochs=30, student_epochs=30),
+    'frcnn-r8-conv-n1600-e30': _frcnn_n1600(
+        'frcnn-r8-conv-n1600-e30', 'r8', 16, 30),
+    'frcnn-mv2-conv-n1600-e30': _frcnn_n1600(
+        'frcnn-mv2-conv-n1600-e30', 'mv2x025n16s', 16, 30),
     # CI: the same code path with a tiny data set and one short epoch.
     'frcnn-short': _frcnn('frcnn-short', teacher_epochs=1, student_epochs=1,
                           num_train=16, num_val=8,
