@@ -378,6 +378,12 @@ class Run:
         return None
 
 
+def _log_dirs(folder: Path) -> List[Path]:
+    """The timestamped folders mmengine logs a run's invocations in."""
+    return [path for path in folder.iterdir()
+            if path.is_dir() and _TIMESTAMP_DIR.fullmatch(path.name)]
+
+
 def resumable(run: Run) -> bool:
     """Whether ``run.work_dir`` holds a checkpoint (``last_checkpoint``) of a
     run that started with ``run``'s key (``started.json``: the same config,
@@ -406,10 +412,10 @@ def prepare_work_dir(run: Run) -> bool:
     work.mkdir(parents=True, exist_ok=True)
     if resumable(run):
         return True
+    for path in _log_dirs(work):
+        shutil.rmtree(path)
     for path in work.iterdir():
-        if path.is_dir() and _TIMESTAMP_DIR.fullmatch(path.name):
-            shutil.rmtree(path)
-        elif path.name == 'last_checkpoint' or re.fullmatch(
+        if path.name == 'last_checkpoint' or re.fullmatch(
                 r'(epoch|iter)_\d+\.pth', path.name) or path.name.startswith(
                     PREDICTIONS_PREFIX + '.'):
             path.unlink()
@@ -464,9 +470,8 @@ def snapshot_partial(run: Run) -> Optional[Path]:
         shutil.rmtree(tmp)
         return None
     (tmp / 'last_checkpoint').write_text(checkpoint.name)
-    for path in run.work_dir.iterdir():
-        if path.is_dir() and _TIMESTAMP_DIR.fullmatch(path.name):
-            shutil.copytree(path, tmp / path.name)
+    for path in _log_dirs(run.work_dir):
+        shutil.copytree(path, tmp / path.name)
     if (run.work_dir / 'train.log').is_file():
         shutil.copyfile(run.work_dir / 'train.log', tmp / 'train.log')
     if partial.exists():
